@@ -1,0 +1,126 @@
+"""Artifacts are directories with a manifest, ``forge.json``; so are run directories.
+
+An artifact manifest says what the artifact is (``kind``: ``causal-lm``, ``sequence-classifier``, ``forecaster``...),
+how it was made (recipe or exporter, provider, config, plugin versions, dataset hash, metrics, parent artifact)
+and which files it holds. Kinds are the contract between recipes, exporters and servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forge.errors import ForgeError
+
+MANIFEST = "forge.json"
+SCHEMA = 1
+
+
+@dataclass
+class ArtifactResult:
+    """What a recipe or exporter returns: the kind of artifact it wrote, its metrics and any extra facts."""
+
+    kind: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact directory and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @classmethod
+    def load(cls, path: Path) -> Artifact:
+        """Open an artifact directory, or the artifact of a completed run directory."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.get("type") == "run":
+            status = manifest.get("status")
+            if status != "completed":
+                raise ForgeError(f"{path}: run is {status}, not completed; it has no artifact yet")
+            artifact = manifest.get("artifact") or {}
+            return cls.load(path / artifact.get("path", "artifact"))
+        if "kind" not in manifest:
+            raise ForgeError(f"{path / MANIFEST}: not an artifact manifest (no 'kind')")
+        return cls(path=path, manifest=manifest)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    if not Path(path).exists():
+        raise ForgeError(f"{path}: no such directory")
+    if not file.is_file():
+        raise ForgeError(f"{path}: not a forge run or artifact (no {MANIFEST})")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ForgeError(f"{file}: unreadable manifest: {exc}") from None
+    if not isinstance(data, dict):
+        raise ForgeError(f"{file}: manifest is not a JSON object")
+    return data
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a reader never sees half a file (temp file + rename, fsynced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_files(directory: Path) -> list[dict[str, Any]]:
+    """Relative path and size of every file under ``directory`` except the manifest."""
+    files = []
+    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = file.relative_to(directory).as_posix()
+        if relative != MANIFEST:
+            files.append({"path": relative, "bytes": file.stat().st_size})
+    return files
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, in sorted order)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_artifact_manifest(directory: Path, result: ArtifactResult, made_by: dict[str, Any]) -> dict[str, Any]:
+    """Write ``directory/forge.json`` for a finished artifact and return it."""
+    manifest = {
+        "schema": SCHEMA,
+        "type": "artifact",
+        "kind": result.kind,
+        **made_by,
+        "metrics": result.metrics,
+        **result.extra,
+        "files": list_files(directory),
+    }
+    write_json_atomic(directory / MANIFEST, manifest)
+    return manifest

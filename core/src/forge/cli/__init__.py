@@ -1,0 +1,74 @@
+"""The ``forge`` command line. One module per command; plugins add commands through ``register_commands``.
+
+Errors meant for a person (:class:`forge.errors.ForgeError`, bad arguments) print one line per problem and exit
+with code 2; internal bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from forge.errors import ForgeError
+
+app = typer.Typer(
+    name="forge",
+    help="forge: fine-tune, export and serve models through plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register_builtin_commands() -> None:
+    from forge.cli import env, export, init, list_plugins, run, serve
+
+    app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
+    app.command("list-plugins")(list_plugins.list_plugins)
+    app.command("init")(init.init)
+    app.command("export")(export.export)
+    app.command("serve")(serve.serve)
+    app.command("env")(env.env)
+
+
+def _register_plugin_commands() -> None:
+    from forge.plugins import get_plugins
+
+    taken = {c.name for c in app.registered_commands}
+    for registered in get_plugins().all("commands"):
+        command = registered.item
+        name = command.name if command.name not in taken else f"{registered.plugin}:{command.name}"
+        app.command(name, help=command.summary or None, **command.options)(command.function)
+        taken.add(name)
+
+
+def report(error: ForgeError) -> None:
+    for problem in error.problems:
+        print(f"forge: error: {problem}", file=sys.stderr)
+
+
+def _normalize_argv(args: list[str]) -> list[str]:
+    """``--resume`` takes an optional run directory: a bare ``--resume`` means the latest unfinished run."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--resume" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "latest")
+            break
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``forge`` script."""
+    _register_builtin_commands()
+    _register_plugin_commands()
+    command = typer.main.get_command(app)
+    args = _normalize_argv(sys.argv[1:] if argv is None else argv)
+    try:
+        # standalone mode: usage errors print one message and exit 2 (typer vendors its own click).
+        command.main(args=args, prog_name="forge", standalone_mode=True)
+    except ForgeError as error:
+        report(error)
+        sys.exit(2)

@@ -1,0 +1,91 @@
+"""``forge export ARTIFACT --format NAME``: turn an artifact into another (merged weights, ONNX, int8...)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+import forge
+from forge.artifacts import Artifact, ArtifactResult, write_artifact_manifest
+from forge.errors import ForgeError, NotFoundError
+from forge.plugins import PluginSet, Registered, get_plugins
+
+
+def pick_exporter(plugins: PluginSet, name: str, kind: str) -> Registered:
+    try:
+        exporter = plugins.get("exporters", name)
+    except NotFoundError:
+        accepting = sorted({r.name for r in plugins.all("exporters") if kind in r.item.accepts})
+        raise NotFoundError(
+            f"unknown export format '{name}'; for a {kind} artifact: {', '.join(accepting) or '(none installed)'}"
+        ) from None
+    if kind not in exporter.item.accepts:
+        accepting = sorted({r.name for r in plugins.all("exporters") if kind in r.item.accepts})
+        raise ForgeError(
+            f"--format {name}: exporter {exporter.qualified} does not take {kind} artifacts "
+            f"(it takes {', '.join(exporter.item.accepts)}); formats for {kind}: {', '.join(accepting) or 'none'}"
+        )
+    return exporter
+
+
+def default_output(source: Path, artifact: Artifact, label: str) -> Path:
+    if (source / "forge.json").exists() and source != artifact.path:  # a run directory
+        return source / "exports" / label
+    return artifact.path.parent / f"{artifact.path.name}-{label}"
+
+
+def export_artifact(source: Path, name: str, output: Path | None, options: dict[str, Any]) -> Path:
+    plugins = get_plugins()
+    artifact = Artifact.load(source)
+    exporter = pick_exporter(plugins, name, artifact.kind)
+    label = name + (f"-{options['quantize']}" if options.get("quantize") else "")
+    target = output or default_output(source, artifact, label)
+    if target.exists() and any(target.iterdir()):
+        raise ForgeError(f"--output {target}: already exists and is not empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        result = exporter.item.run(artifact, staging, options)
+        if not isinstance(result, ArtifactResult):
+            raise TypeError(f"exporter {exporter.qualified} returned {type(result).__name__}, not ArtifactResult")
+        made_by = {
+            "exporter": exporter.qualified,
+            "export_options": options,
+            "forge_version": forge.__version__,
+            "plugins": plugins.versions(),
+            "parent": {"path": str(artifact.path.resolve()), "kind": artifact.kind},
+            "config": artifact.manifest.get("config"),
+            "data": artifact.manifest.get("data"),
+        }
+        write_artifact_manifest(staging, result, made_by)
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def export(
+    artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
+    format: str = typer.Option(..., "--format", "-f", help="Exporter name (merged, onnx...)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Where to write (default: RUN/exports/FORMAT)."),
+    quantize: str = typer.Option(None, "--quantize", help="Quantize while exporting (int8), if the format can."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Exporter option key=value (repeatable)."),
+) -> None:
+    """Export an artifact. Example: forge export runs/classify-1 --format onnx --quantize int8"""
+    from forge.config import ConfigSource, apply_overrides
+
+    source = ConfigSource()
+    apply_overrides(source, list(overrides))
+    options: dict[str, Any] = dict(source.values)
+    if quantize:
+        options["quantize"] = quantize
+    target = export_artifact(artifact, format, output, options)
+    typer.echo(f"exported {artifact} → {target}")

@@ -1,0 +1,46 @@
+"""``forge run``: train with a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+
+def run(
+    recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe name (sft, qlora, plugin:name...)."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    model: str = typer.Option(None, "--model", "-m", help="Base model: hub id, local dir, GGUF file or alias."),
+    data: str = typer.Option(None, "--data", "-d", help="Training data file (or hub dataset name)."),
+    output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Run directory (default runs/RECIPE-TIME)."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a config key: key=value (repeatable)."),
+    provider: str = typer.Option(None, "--provider", "-p", help="Model provider (hf, unsloth); default: best."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue an unfinished run (RUN_DIR; bare --resume: the latest one)."
+    ),
+    tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Track to MLflow (MLFLOW_TRACKING_URI)."),
+) -> None:
+    """Train with a recipe: validate the config, create a run directory, track to MLflow, write an artifact.
+
+    Example: forge run --recipe sft --model smollm2-135m-instruct --data train.jsonl --set max_steps=50
+    """
+    from forge.run.engine import RunOptions, execute
+
+    outcome = execute(
+        RunOptions(
+            recipe=recipe,
+            config_file=config,
+            model=model,
+            data=data,
+            output_dir=output_dir,
+            overrides=list(overrides),
+            provider=provider,
+            dry_run=dry_run,
+            resume=resume,
+            tracking=tracking,
+        )
+    )
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)

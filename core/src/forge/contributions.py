@@ -1,0 +1,154 @@
+"""What a plugin contributes. Each is a small frozen dataclass handed to a ``register`` callable.
+
+Callables and classes may be given directly or as ``"package.module:attribute"`` strings; strings keep the
+plugin's entry module light (heavy modules are imported only when the contribution is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from forge.artifacts import Artifact
+    from forge.run.context import RunContext
+
+Ref = Any  # a callable/class, or "module:attribute"
+
+
+def resolve(ref: Ref) -> Any:
+    """Return the object named by ``ref`` (``"pkg.module:attr"``), or ``ref`` itself when it is an object."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, _, attribute = ref.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split(".") if attribute else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Loads a model and its tokenizer.
+
+    ``load(request: ModelRequest) -> LoadedModel``. ``available() -> str | None`` returns why the provider
+    cannot run here (``None`` when it can) and must be cheap: it runs before anything heavy is imported.
+    Among available providers the one with the highest ``priority`` is "best".
+    """
+
+    name: str
+    load: Ref
+    summary: str = ""
+    available: Ref | None = None
+    priority: int = 0
+
+    kind = "providers"
+
+    def unavailable_reason(self) -> str | None:
+        return resolve(self.available)() if self.available is not None else None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training procedure.
+
+    ``config`` is a pydantic model (subclass :class:`forge.config.RecipeConfig`) validated before anything
+    heavy is imported. ``train(ctx: RunContext, config) -> ArtifactResult`` writes the artifact into
+    ``ctx.artifact_dir``. ``uses_provider`` says whether ``--provider`` means anything to it.
+    """
+
+    name: str
+    config: Ref
+    train: Ref
+    summary: str = ""
+    uses_provider: bool = False
+
+    kind = "recipes"
+
+    def config_model(self) -> type[BaseModel]:
+        return resolve(self.config)  # type: ignore[no-any-return]
+
+    def run(self, ctx: RunContext, config: BaseModel) -> Any:
+        return resolve(self.train)(ctx, config)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A project scaffold for ``forge init NAME DIR``.
+
+    ``files(project_name: str) -> Mapping[str, str | bytes]`` maps relative paths to contents; the core
+    writes them (all or nothing).
+    """
+
+    name: str
+    files: Ref
+    summary: str = ""
+
+    kind = "templates"
+
+    def render(self, project_name: str) -> Mapping[str, str | bytes]:
+        return resolve(self.files)(project_name)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """Turns an artifact into another: ``export(artifact: Artifact, output_dir: Path, options: dict) -> ArtifactResult``.
+
+    ``accepts`` lists the artifact kinds it can read.
+    """
+
+    name: str
+    accepts: tuple[str, ...]
+    export: Ref
+    summary: str = ""
+
+    kind = "exporters"
+
+    def run(self, artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Any:
+        return resolve(self.export)(artifact, output_dir, options)
+
+
+@dataclass(frozen=True)
+class Server:
+    """Serves an artifact: ``create_app(artifact: Artifact, settings: ServeSettings) -> ASGI app``.
+
+    ``accepts`` lists the artifact kinds it can serve.
+    """
+
+    name: str
+    accepts: tuple[str, ...]
+    create_app: Ref
+    summary: str = ""
+
+    kind = "servers"
+
+    def build(self, artifact: Artifact, settings: Any) -> Any:
+        return resolve(self.create_app)(artifact, settings)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An extra CLI command contributed by a plugin."""
+
+    name: str
+    function: Callable[..., Any]
+    summary: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    kind = "commands"
+
+
+Contribution = Provider | Recipe | Template | Exporter | Server | Command
+KINDS: dict[str, type] = {
+    "providers": Provider,
+    "recipes": Recipe,
+    "templates": Template,
+    "exporters": Exporter,
+    "servers": Server,
+    "commands": Command,
+}

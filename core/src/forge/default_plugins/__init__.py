@@ -1,0 +1,1 @@
+"""The core's own contributions, registered through the same hooks as any plugin."""

@@ -1,0 +1,1 @@
+"""The run engine: config → validation → run directory → tracking → recipe → artifact and manifest."""

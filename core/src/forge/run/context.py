@@ -1,0 +1,196 @@
+"""What a recipe gets: :class:`RunContext` — where to write, how to report, how to load a model, when to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from forge.artifacts import write_json_atomic
+from forge.contributions import resolve
+from forge.errors import ForgeError
+from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
+
+if TYPE_CHECKING:
+    from forge.plugins import PluginSet, Registered
+    from forge.tracking import Tracker
+
+T = TypeVar("T")
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# A checkpoint directory counts only once one of these exists in it (written last by the trainer).
+CHECKPOINT_MARKERS = ("forge-checkpoint.json", "trainer_state.json")
+
+
+def latest_checkpoint(directory: Path) -> tuple[Path, int] | None:
+    """The complete ``checkpoint-N`` directory with the highest N, and N."""
+    best: tuple[Path, int] | None = None
+    if not directory.is_dir():
+        return None
+    for child in directory.iterdir():
+        match = CHECKPOINT.match(child.name)
+        if match and child.is_dir() and any((child / m).exists() for m in CHECKPOINT_MARKERS):
+            step = int(match.group(1))
+            if best is None or step > best[1]:
+                best = (child, step)
+    return best
+
+
+class RunContext:
+    """The run a recipe executes in.
+
+    - ``run_dir``: the run directory; ``artifact_dir``: where the recipe writes its artifact;
+      ``checkpoint_dir``: where it writes ``checkpoint-N`` directories; ``resume_from``: the checkpoint to
+      continue from (``None`` for a fresh run).
+    - ``log_metrics({...}, step)`` reports metrics (MLflow, ``metrics.jsonl``, the loss plot).
+    - ``load_model(ModelRequest)`` loads through the selected provider, falling back when allowed.
+    - ``should_stop`` turns true on Ctrl-C / SIGTERM: stop at the next step boundary, checkpoint, return.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        recipe: str,
+        config: Any,
+        plugins: PluginSet,
+        provider: Registered | None = None,
+        provider_requested: str | None = None,
+        tracker: Tracker | None = None,
+        resume_from: Path | None = None,
+        resume_step: int | None = None,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.artifact_dir = run_dir / "artifact"
+        self.checkpoint_dir = run_dir / "checkpoints"
+        self.recipe = recipe
+        self.config = config
+        self.plugins = plugins
+        self.provider = provider
+        self.provider_requested = provider_requested
+        self.tracker = tracker
+        self.resume_from = resume_from
+        self.resume_step = resume_step
+        self.should_stop = False
+        self.metrics: dict[str, float] = {}
+        self._on_record = on_record
+        self._log = (run_dir / "run.log").open("a", encoding="utf-8")
+        self._metrics_file = run_dir / "metrics.jsonl"
+
+    # -- reporting ----------------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """A line for the person watching (stderr) and for ``run.log``."""
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[forge {stamp}] {message}", file=sys.stderr, flush=True)
+        self._log.write(f"{stamp} {message}\n")
+        self._log.flush()
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end) and the manifest's last values."""
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        if not clean:
+            return
+        self.metrics.update(clean)
+        with self._metrics_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
+        if self.tracker is not None:
+            self.tracker.log_metrics(clean, step)
+
+    def record(self, **facts: Any) -> None:
+        """Add facts to the run manifest (dataset statistics, provider fallback, quantization...)."""
+        if self._on_record is not None:
+            self._on_record(facts)
+
+    def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "") -> Any:
+        """A progress bar on stderr (tqdm)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, file=sys.stderr)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
+        """Write ``checkpoint-{step}`` atomically: ``write(tmp_dir)``, a marker, then a rename; keep the newest ``keep``."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoint_dir / f"checkpoint-{step}"
+        tmp = self.checkpoint_dir / f".checkpoint-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        write(tmp)
+        write_json_atomic(tmp / "forge-checkpoint.json", {"step": step, "time": time.time()})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        checkpoints = sorted(
+            (int(m.group(1)), p)
+            for p in self.checkpoint_dir.iterdir()
+            if (m := CHECKPOINT.match(p.name)) and p.is_dir()
+        )
+        for _, old in checkpoints[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def checkpoints(self) -> Iterator[Path]:
+        yield from sorted(self.checkpoint_dir.glob("checkpoint-*"))
+
+    # -- models -------------------------------------------------------------------------------------------
+    def load_model(self, request: ModelRequest) -> LoadedModel:
+        """Load ``request`` with the selected provider.
+
+        When the provider was chosen automatically and says it cannot serve this request
+        (:class:`ProviderUnavailable`), fall back to the next available provider and record why.
+        """
+        if self.provider is None:
+            raise ForgeError(f"recipe {self.recipe} has no provider selected")
+        explicit = self.provider_requested not in (None, "auto")
+        candidates = [self.provider]
+        if not explicit:
+            candidates += [p for p in rank_providers(self.plugins) if p.qualified != self.provider.qualified]
+        skipped: dict[str, str] = {}
+        for provider in candidates:
+            try:
+                loaded: LoadedModel = resolve(provider.item.load)(request)
+            except ProviderUnavailable as exc:
+                if explicit:
+                    raise ForgeError(f"provider {provider.name} cannot run this: {exc}") from None
+                skipped[provider.name] = str(exc)
+                self.log(f"provider {provider.name} cannot run this ({exc}); falling back")
+                continue
+            self.provider = provider
+            facts = {"name": provider.name, "plugin": provider.plugin, "requested": self.provider_requested or "auto"}
+            if skipped:
+                facts["fallback_from"] = skipped
+            self.record(provider={**facts, **loaded.info})
+            return loaded
+        raise ForgeError("no provider could load the model: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+
+    def close(self) -> None:
+        self._log.close()
+
+
+def rank_providers(plugins: PluginSet) -> list[Registered]:
+    """Available providers, best first (highest priority). Unavailable ones are left out."""
+    ranked = sorted(plugins.all("providers"), key=lambda r: -r.item.priority)
+    return [p for p in ranked if p.item.unavailable_reason() is None]
+
+
+def select_provider(plugins: PluginSet, requested: str | None) -> tuple[Registered, dict[str, str]]:
+    """The provider to use: the one named, or the best available one; with the reasons others were skipped."""
+    if requested and requested != "auto":
+        chosen = plugins.get("providers", requested)
+        reason = chosen.item.unavailable_reason()
+        if reason:
+            raise ForgeError(f"provider {chosen.name} cannot run here: {reason}")
+        return chosen, {}
+    skipped = {}
+    for candidate in sorted(plugins.all("providers"), key=lambda r: -r.item.priority):
+        reason = candidate.item.unavailable_reason()
+        if reason is None:
+            return candidate, skipped
+        skipped[candidate.name] = reason
+    if not plugins.all("providers"):
+        raise ForgeError("this recipe needs a model provider and none is installed (pip install forge-hf)")
+    raise ForgeError("no provider can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

@@ -1,0 +1,1 @@
+"""The serving base every server plugin builds on."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: run the real ``forge`` CLI in a subprocess, with extra plugins installed into a temporary
+site directory (a real ``*.dist-info`` with an ``entry_points.txt``, found by importlib.metadata)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+
+@dataclass
+class PluginSite:
+    """A directory put on PYTHONPATH holding plugin modules and their distribution metadata."""
+
+    root: Path
+    names: list[str] = field(default_factory=list)
+
+    def add(self, dist: str, module: str, source: str | None = None, entry_point: str | None = None,
+            version: str = "0.0.1") -> None:
+        if source is None:
+            shutil.copy(PLUGINS / f"{module}.py", self.root / f"{module}.py")
+        else:
+            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[forge]\n{entry_point or dist} = {module}\n")
+        self.names.append(dist)
+
+
+@dataclass
+class Forge:
+    """Runs ``python -m forge`` like a user would, in ``cwd``, with the plugin site on the path."""
+
+    cwd: Path
+    site: PluginSite
+    env: dict[str, str]
+
+    def __call__(self, *args: str, check: bool | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "forge", *map(str, args)],
+            cwd=kw.pop("cwd", self.cwd), env={**self.env, **kw.pop("env", {})},
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if check:
+            assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "forge", *map(str, args)], cwd=self.cwd, env={**self.env, **kw.pop("env", {})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        )
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite tracking store for the session (creating one costs seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> PluginSite:
+    root = tmp_path / "site"
+    root.mkdir()
+    return PluginSite(root)
+
+
+@pytest.fixture
+def forge_cli(tmp_path: Path, site: PluginSite, mlflow_uri: str) -> Forge:
+    """The CLI with the test plugin ``forge-testkit`` installed (see tests/plugins/forge_testkit.py)."""
+    site.add("forge-testkit", "forge_testkit", entry_point="testkit")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "MLFLOW_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site.root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        MLFLOW_TRACKING_URI=mlflow_uri,
+        PYTHONUNBUFFERED="1",
+    )
+    return Forge(cwd=work, site=site, env=env)
