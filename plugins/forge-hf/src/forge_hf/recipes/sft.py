@@ -1,0 +1,132 @@
+"""Recipe ``sft``: supervised fine-tuning of a causal LM with TRL's SFTTrainer, LoRA (default) or full.
+
+    forge run --recipe sft --model smollm2-135m-instruct --data train.jsonl --set max_steps=100
+
+Data: chat ``messages`` (the loss falls on the last assistant turn), ``prompt``/``completion`` (loss on the
+completion), or plain ``text``. The tokenizer's chat template formats chat data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from forge.artifacts import ArtifactResult
+from forge.config import DataSource
+from forge.models import ModelRequest
+from forge.run.context import RunContext
+from pydantic import Field
+
+from forge_hf import data as datasets_io
+from forge_hf.recipes.common import (
+    LoraFields,
+    TrainingFields,
+    forge_callback,
+    lora_settings,
+    peft_config,
+    save_causal_lm,
+    train_with_resume,
+    training_arguments,
+)
+
+
+EXAMPLE_CHAT = str(Path(__file__).resolve().parents[1] / "example_data" / "chat.jsonl")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class SFTRecipeConfig(TrainingFields, LoraFields):
+    """Config of ``sft`` (and, with other defaults, ``qlora``). Defaults: packaged SmolLM2 and example chat data."""
+
+    model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
+    data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
+
+    max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
+    packing: bool = Field(False, description="pack several examples into each max_length sequence")
+    packing_strategy: Literal["bfd", "wrapped"] = "bfd"
+    padding_free: bool = Field(False, description="no padding: needs an attention that takes position_ids")
+    completion_only_loss: bool = Field(True, description="loss on completions only (prompt tokens masked)")
+    load_in_4bit: bool = Field(False, description="load the base in 4-bit NF4 (bitsandbytes); qlora sets it")
+
+
+def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
+    rows = datasets_io.read_rows(config.data)
+    kind = datasets_io.detect_sft_format(rows)
+    datasets_io.validate(rows, datasets_io.check_sft(kind))
+    records = [datasets_io.to_prompt_completion(r) if kind == "messages" else r for r in rows.records]
+    columns = ("prompt", "completion") if kind != "text" else ("text",)
+    records = [{c: r[c] for c in columns} for r in records]
+    train, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    ctx.log(f"data: {len(rows)} records ({kind}) from {rows.source}; train {len(train)}, eval {len(held)}")
+    return train, held, kind
+
+
+def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
+    lengths = []
+    for record in records:
+        if "text" in record:
+            lengths.append(len(tokenizer(record["text"])["input_ids"]))
+        elif isinstance(record["prompt"], list):
+            text = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=False)
+            lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        else:
+            lengths.append(len(tokenizer(record["prompt"] + record["completion"])["input_ids"]))
+    return lengths
+
+
+def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    train_records, eval_records, kind = prepare(ctx, config)
+    loaded = ctx.load_model(ModelRequest(
+        model=config.model,
+        quantization="4bit" if config.load_in_4bit else None,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        max_seq_length=config.max_length,
+        gradient_checkpointing=config.gradient_checkpointing,
+        lora=lora_settings(config) if config.use_peft else None,
+    ))
+    tokenizer = loaded.tokenizer
+    if kind != "text" and not getattr(tokenizer, "chat_template", None) and isinstance(
+        train_records[0].get("prompt"), list
+    ):
+        from forge.errors import DataError
+
+        raise DataError(f"{config.data}: chat data needs a tokenizer with a chat template; {config.model} has none")
+    lengths = token_lengths(tokenizer, train_records + eval_records)
+    stats = {"format": kind, "train_records": len(train_records), "eval_records": len(eval_records),
+             "tokens": datasets_io.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
+    ctx.log(f"token lengths: {stats['tokens']}; {stats['truncated']} longer than max_length={config.max_length}")
+    ctx.record(dataset=stats)
+    args = SFTConfig(
+        **training_arguments(ctx, config, bool(eval_records), loaded.model),
+        max_length=config.max_length,
+        packing=config.packing,
+        packing_strategy=config.packing_strategy,
+        padding_free=config.padding_free,
+        completion_only_loss=config.completion_only_loss if kind != "text" else None,
+    )
+    use_lora = config.use_peft and not loaded.lora_applied
+    trainer = SFTTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list(train_records),
+        eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
+        processing_class=tokenizer,
+        peft_config=peft_config(config) if use_lora else None,
+        callbacks=[forge_callback(ctx)],
+    )
+    result = train_with_resume(ctx, trainer)
+    if ctx.should_stop:
+        return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm")
+    metrics = {"train_loss": float(result.training_loss), "train_runtime": float(result.metrics["train_runtime"])}
+    if eval_records:
+        evaluation = trainer.evaluate()
+        metrics["eval_loss"] = float(evaluation["eval_loss"])
+        ctx.log_metrics({"eval_loss": metrics["eval_loss"]}, step=trainer.state.global_step)
+    extra = save_causal_lm(ctx, trainer, tokenizer, config, loaded.info, adapter=config.use_peft)
+    if config.load_in_4bit:
+        extra["quantization"] = "nf4-4bit base (adapter trained against it; merge onto the full-precision base)"
+    return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm", metrics=metrics, extra=extra)

@@ -1,0 +1,142 @@
+"""sft/qlora end to end on a tiny model, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+CHAT = [
+    {"messages": [{"role": "user", "content": f"what is the capital of {c}?"},
+                  {"role": "assistant", "content": f"the capital of {c} is {p}."}]}
+    for c, p in [("france", "paris"), ("spain", "madrid"), ("italy", "rome"), ("peru", "lima")] * 4
+]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "forge.json").read_text())
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def test_sft_lora_chat(forge_cli, tiny_lm):
+    data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT)
+    forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=4",
+              "--set", "logging_steps=1", "--set", "eval_split=0.25", "-o", "r", check=True)
+    run = forge_cli.cwd / "r"
+    m = manifest(run)
+    assert m["status"] == "completed"
+    assert m["provider"]["name"] == "hf" and m["provider"]["source"] == "local"
+    assert m["dataset"]["format"] == "messages" and m["dataset"]["train_records"] == 12
+    assert m["dataset"]["tokens"]["min"] > 10
+    assert m["artifact"]["kind"] == "causal-lm-adapter"
+    files = {f["path"] for f in m["artifact"]["files"]}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"} <= files
+    assert "eval_loss" in m["metrics"] and [s for s, _ in losses(run)] == [1, 2, 3, 4]
+    art = json.loads((run / "artifact" / "forge.json").read_text())
+    assert art["base_model"] == str(tiny_lm) and art["adapter"] == "lora"
+
+
+@pytest.mark.parametrize("records", [
+    [{"prompt": "say hi", "completion": " hi"}] * 8,
+    [{"text": "the capital of france is paris"}] * 8,
+])
+def test_sft_full_other_formats(forge_cli, tiny_lm, records):
+    data = write_jsonl(forge_cli.cwd / "d.jsonl", records)
+    forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=2",
+              "--set", "use_peft=false", "--set", "eval_split=0", "-o", "r", "--no-tracking", check=True)
+    m = manifest(forge_cli.cwd / "r")
+    assert m["artifact"]["kind"] == "causal-lm"
+    assert "model.safetensors" in {f["path"] for f in m["artifact"]["files"]}
+
+
+def test_sft_csv_and_parquet(forge_cli, tiny_lm):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (forge_cli.cwd / "d.csv").write_text("prompt,completion\n" + "say hi, hi\n" * 6)
+    pq.write_table(pa.Table.from_pylist([{"text": "hello there"}] * 6), forge_cli.cwd / "d.parquet")
+    for name in ("d.csv", "d.parquet"):
+        forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", name, "--set", "max_steps=1",
+                  "--set", "eval_split=0", "-o", f"r-{name}", "--no-tracking", check=True)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": 3}\n',
+     "d.jsonl:2: field 'messages' must be a string or a list of messages, got int"),
+    ('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "  "}\n',
+     "d.jsonl:2: field 'completion' is empty"),
+    ('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', "d.jsonl:2: missing field 'completion'"),
+    ('{"text": "a"}\n{"text": "b"\n', "d.jsonl:2: not valid JSON (Expecting ',' delimiter at column 13)"),
+    ('{"tex": "a"}\n', "d.jsonl:1: expected a 'messages' list, 'prompt' and 'completion', or 'text' (found fields: tex)"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}\n',
+     "d.jsonl:1: the last message must be the assistant's (it is what the model learns to write)"),
+])
+def test_bad_data_is_one_line_with_file_and_line(forge_cli, tiny_lm, content, message):
+    (forge_cli.cwd / "d.jsonl").write_text(content)
+    result = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", "d.jsonl", "-o", "r", "--no-tracking")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"forge: error: {forge_cli.cwd / message}"
+    assert "Traceback" not in result.stderr
+    assert manifest(forge_cli.cwd / "r")["status"] == "failed"
+
+
+def test_undecodable_line(forge_cli, tiny_lm):
+    (forge_cli.cwd / "d.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n')
+    result = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", "d.jsonl", "--no-tracking")
+    assert result.returncode == 2
+    assert f"{forge_cli.cwd / 'd.jsonl'}:2: not valid UTF-8" in result.stderr
+
+
+def test_unknown_model_is_one_line(forge_cli):
+    result = forge_cli("run", "--recipe", "sft", "--model", "./no/such/model", "--set", "max_steps=1",
+                       "--no-tracking", "-o", "r")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "forge: error: model ./no/such/model: no such file or directory"
+
+
+def test_qlora_4bit_on_cpu_records_provider_and_quantization(forge_cli, tiny_lm):
+    data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT)
+    forge_cli("run", "--recipe", "qlora", "--model", tiny_lm, "--data", data, "--set", "max_steps=2",
+              "--set", "eval_split=0", "--set", "lora_target_modules=[q_proj,v_proj]", "-o", "r", "--no-tracking",
+              env={"FORGE_PLUGINS": "forge-hf"}, check=True)
+    m = manifest(forge_cli.cwd / "r")
+    assert m["provider"]["name"] == "hf" and m["provider"]["quantization"] == "nf4-4bit"
+    art = json.loads((forge_cli.cwd / "r" / "artifact" / "forge.json").read_text())
+    assert art["kind"] == "causal-lm-adapter" and art["quantization"].startswith("nf4-4bit")
+    bad = forge_cli("run", "--recipe", "qlora", "--model", tiny_lm, "--set", "use_peft=false", "--dry-run")
+    assert bad.returncode == 2 and "use_peft: Input should be True" in bad.stderr
+
+
+def test_sigkill_then_resume_gives_the_same_losses(forge_cli, tiny_lm):
+    data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT * 4)
+    args = ["run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=16",
+            "--set", "save_steps=4", "--set", "logging_steps=1", "--set", "eval_split=0",
+            "--set", "per_device_train_batch_size=2", "--no-tracking"]
+    forge_cli(*args, "-o", "straight", check=True)
+    proc = forge_cli.popen(*args, "-o", "crashed")
+    run = forge_cli.cwd / "crashed"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "checkpoints" / "checkpoint-8" / "trainer_state.json").exists():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert manifest(run)["status"] == "running"
+    forge_cli("run", "--resume", run, check=True)
+    assert manifest(run)["status"] == "completed"
+    straight, resumed = dict(losses(forge_cli.cwd / "straight")), dict(losses(run))
+    assert sorted(resumed) == list(range(1, 17))
+    assert resumed == pytest.approx(straight, rel=1e-5)
