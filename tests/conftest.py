@@ -88,3 +88,4 @@ def forge_cli(tmp_path: Path, site: PluginSite, mlflow_uri: str) -> Forge:
         PYTHONUNBUFFERED="1",
     )
     return Forge(cwd=work, site=site, env=env)
+

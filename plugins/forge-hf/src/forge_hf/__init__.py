@@ -33,6 +33,18 @@ def register_recipes(register):  # type: ignore[no-untyped-def]
 
 
 @forge.hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
+                            summary="LoRA merged into its base: a plain transformers model"))
+
+
+@forge.hookimpl
+def register_servers(register):  # type: ignore[no-untyped-def]
+    register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
+                          summary="OpenAI-compatible chat/completions API"))
+
+
+@forge.hookimpl
 def register_templates(register):  # type: ignore[no-untyped-def]
     register(forge.Template(name="chat-sft", files="forge_hf.templates:chat_sft_files",
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
