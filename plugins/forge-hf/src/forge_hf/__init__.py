@@ -30,6 +30,10 @@ def register_recipes(register):  # type: ignore[no-untyped-def]
                           uses_provider=True, summary="supervised fine-tuning (TRL SFTTrainer), LoRA or full"))
     register(forge.Recipe(name="qlora", config=f"{recipes}.qlora:QLoRARecipeConfig", train=f"{recipes}.qlora:train",
                           uses_provider=True, summary="LoRA on a 4-bit NF4 base; best available provider"))
+    register(forge.Recipe(name="dpo", config=f"{recipes}.dpo:DPORecipeConfig", train=f"{recipes}.dpo:train",
+                          uses_provider=True, summary="preference tuning (TRL DPOTrainer), LoRA or full"))
+    register(forge.Recipe(name="grpo", config=f"{recipes}.grpo:GRPORecipeConfig", train=f"{recipes}.grpo:train",
+                          uses_provider=True, summary="RL with reward functions (TRL GRPOTrainer)"))
 
 
 @forge.hookimpl

@@ -1,0 +1,83 @@
+"""Recipe ``dpo``: direct preference optimization with TRL's DPOTrainer, LoRA by default.
+
+    forge run --recipe dpo --model smollm2-135m-instruct --data prefs.jsonl --set beta=0.1 --set max_steps=50
+
+Data: ``prompt``, ``chosen``, ``rejected``, each a string or a list of chat messages. With LoRA the reference
+model is the base with adapters disabled (no second copy in memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from forge.artifacts import ArtifactResult
+from forge.models import ModelRequest
+from forge.run.context import RunContext
+from pydantic import Field
+
+from forge_hf import data as datasets_io
+from forge_hf.recipes.common import (
+    LoraFields,
+    TrainingFields,
+    forge_callback,
+    lora_settings,
+    peft_config,
+    save_causal_lm,
+    train_with_resume,
+    training_arguments,
+)
+
+
+class DPORecipeConfig(TrainingFields, LoraFields):
+    beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
+    max_length: int = Field(1024, ge=8)
+    learning_rate: float = Field(5e-5, gt=0)
+
+
+def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows = datasets_io.read_rows(config.data)
+    datasets_io.validate(rows, datasets_io.check_fields("prompt", "chosen", "rejected"))
+    records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.records]
+    for record, where in zip(records, rows.where, strict=True):
+        if isinstance(record["prompt"], list) != isinstance(record["chosen"], list):
+            from forge.errors import DataError
+
+            raise DataError(f"{where}: 'prompt' and 'chosen' must both be strings or both be message lists")
+    train, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    ctx.log(f"data: {len(rows)} preference pairs from {rows.source}; train {len(train)}, eval {len(held)}")
+    ctx.record(dataset={"format": "preference", "train_records": len(train), "eval_records": len(held)})
+    return train, held
+
+
+def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    train_records, eval_records = prepare(ctx, config)
+    loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
+                                         trust_remote_code=config.trust_remote_code,
+                                         max_seq_length=config.max_length,
+                                         gradient_checkpointing=config.gradient_checkpointing,
+                                         lora=lora_settings(config) if config.use_peft else None))
+    args = DPOConfig(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
+                     loss_type=[config.loss_type], max_length=config.max_length)
+    trainer = DPOTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list(train_records),
+        eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
+        processing_class=loaded.tokenizer,
+        peft_config=peft_config(config) if config.use_peft and not loaded.lora_applied else None,
+        callbacks=[forge_callback(ctx)],
+    )
+    result = train_with_resume(ctx, trainer)
+    kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
+    if ctx.should_stop:
+        return ArtifactResult(kind=kind)
+    metrics = {"train_loss": float(result.training_loss)}
+    if eval_records:
+        evaluation = trainer.evaluate()
+        metrics.update({k: float(v) for k, v in evaluation.items() if k.startswith("eval_rewards") or k == "eval_loss"})
+    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
+    return ArtifactResult(kind=kind, metrics=metrics, extra=extra)

@@ -1,0 +1,117 @@
+"""Recipe ``grpo``: group relative policy optimization with TRL's GRPOTrainer, LoRA by default.
+
+    forge run --recipe grpo --model smollm2-135m-instruct --data prompts.jsonl \
+        --set 'reward_funcs=[answer, format]' --set max_steps=20
+
+Data: ``prompt`` (string or chat messages) plus any columns the reward functions read (``answer`` for the
+built-in ``answer`` reward), or chat ``messages`` whose last assistant message becomes ``answer``.
+Rewards: ``format`` (regex ``format_pattern``), ``length`` (``target_length`` characters), ``answer`` (final
+number equals the answer's), or ``package.module:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from forge.artifacts import ArtifactResult
+from forge.models import ModelRequest
+from forge.run.context import RunContext
+from pydantic import Field, field_validator
+
+from forge_hf import data as datasets_io
+from forge_hf.recipes.common import (
+    LoraFields,
+    TrainingFields,
+    forge_callback,
+    lora_settings,
+    peft_config,
+    save_causal_lm,
+    train_with_resume,
+    training_arguments,
+)
+from forge_hf.rewards import BUILTINS, resolve_reward
+
+
+class GRPORecipeConfig(TrainingFields, LoraFields):
+    reward_funcs: list[str] = Field(["format"], min_length=1, description="built-in names or module:function")
+    reward_weights: list[float] | None = None
+    format_pattern: str = Field(r"####\s*-?[\d,.]+\s*$", description="regex for the 'format' reward")
+    target_length: int = Field(200, ge=1, description="characters, for the 'length' reward")
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
+    max_completion_length: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
+    learning_rate: float = Field(1e-5, gt=0)
+
+    @field_validator("reward_funcs")
+    @classmethod
+    def _known_rewards(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name in BUILTINS:
+                continue
+            module, sep, function = name.partition(":")
+            if not sep or not function:
+                raise ValueError(f"unknown reward '{name}' (built-ins: {', '.join(BUILTINS)}; or module:function)")
+            try:
+                target = importlib.import_module(module)
+            except ImportError as exc:
+                raise ValueError(f"reward '{name}': cannot import {module} ({exc})") from None
+            if not callable(getattr(target, function, None)):
+                raise ValueError(f"reward '{name}': {module} has no function {function}")
+        return names
+
+
+def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
+    rows = datasets_io.read_rows(config.data)
+    if "messages" in rows.records[0]:
+        datasets_io.validate(rows, datasets_io.check_sft("messages"))
+        records = [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
+    else:
+        datasets_io.validate(rows, datasets_io.check_fields("prompt"))
+        records = rows.records
+    ctx.log(f"data: {len(records)} prompts from {rows.source}")
+    ctx.record(dataset={"format": "prompts", "train_records": len(records)})
+    return records
+
+
+def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    records = prepare(ctx, config)
+    rewards = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
+    loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
+                                         trust_remote_code=config.trust_remote_code,
+                                         gradient_checkpointing=config.gradient_checkpointing,
+                                         lora=lora_settings(config) if config.use_peft else None))
+    arguments = training_arguments(ctx, config, False, loaded.model)
+    batch = arguments["per_device_train_batch_size"] * arguments["gradient_accumulation_steps"]
+    if batch % config.num_generations:
+        from forge.errors import ConfigError
+
+        raise ConfigError(f"per_device_train_batch_size × gradient_accumulation_steps ({batch}) must be a multiple "
+                          f"of num_generations ({config.num_generations})")
+    args = GRPOConfig(**arguments, num_generations=config.num_generations,
+                      max_completion_length=config.max_completion_length, temperature=config.temperature,
+                      beta=config.beta, reward_weights=config.reward_weights)
+    trainer = GRPOTrainer(
+        model=loaded.model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=loaded.tokenizer,
+        peft_config=peft_config(config) if config.use_peft and not loaded.lora_applied else None,
+        callbacks=[forge_callback(ctx)],
+    )
+    result = train_with_resume(ctx, trainer)
+    kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
+    if ctx.should_stop:
+        return ArtifactResult(kind=kind)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    metrics = {"train_loss": float(result.training_loss)}
+    if history:
+        metrics["final_reward"] = float(history[-1]["reward"])
+    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
+    extra["rewards"] = config.reward_funcs
+    return ArtifactResult(kind=kind, metrics=metrics, extra=extra)
