@@ -140,3 +140,16 @@ def test_sigkill_then_resume_gives_the_same_losses(forge_cli, tiny_lm):
     straight, resumed = dict(losses(forge_cli.cwd / "straight")), dict(losses(run))
     assert sorted(resumed) == list(range(1, 17))
     assert resumed == pytest.approx(straight, rel=1e-5)
+
+
+def test_ddp_two_cpu_processes_through_torchrun(forge_cli, tiny_lm):
+    data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT)
+    single = ["run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=2",
+              "--set", "eval_split=0", "--set", "per_device_train_batch_size=2", "--no-tracking"]
+    result = forge_cli(*single, "--nproc-per-node", "2", "-o", "ddp", check=True)
+    assert "launching 2 processes: torchrun --standalone --nproc-per-node=2" in result.stderr
+    m = manifest(forge_cli.cwd / "ddp")
+    assert m["status"] == "completed" and m["world_size"] == 2
+    forge_cli(*single, "-o", "one", check=True)
+    # two processes see twice the examples per optimizer step
+    assert m["metrics"]["epoch"] == pytest.approx(2 * manifest(forge_cli.cwd / "one")["metrics"]["epoch"])

@@ -60,12 +60,21 @@ def _normalize_argv(args: list[str]) -> list[str]:
     return out
 
 
+_ARGS: list[str] = []
+
+
+def invocation() -> list[str]:
+    """The command line this process was started with (after normalisation), without the program name."""
+    return list(_ARGS)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``forge`` script."""
     _register_builtin_commands()
     _register_plugin_commands()
     command = typer.main.get_command(app)
     args = _normalize_argv(sys.argv[1:] if argv is None else argv)
+    _ARGS[:] = args
     try:
         # standalone mode: usage errors print one message and exit 2 (typer vendors its own click).
         command.main(args=args, prog_name="forge", standalone_mode=True)

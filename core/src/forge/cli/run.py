@@ -21,26 +21,38 @@ def run(
         None, "--resume", help="Continue an unfinished run (RUN_DIR; bare --resume: the latest one)."
     ),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Track to MLflow (MLFLOW_TRACKING_URI)."),
+    nproc_per_node: int = typer.Option(
+        1, "--nproc-per-node", help="Train with N processes through torchrun (DDP: gloo on CPU, nccl on GPU)."
+    ),
 ) -> None:
     """Train with a recipe: validate the config, create a run directory, track to MLflow, write an artifact.
 
     Example: forge run --recipe sft --model smollm2-135m-instruct --data train.jsonl --set max_steps=50
     """
+    import os
+
+    from forge.cli import invocation
     from forge.run.engine import RunOptions, execute
 
-    outcome = execute(
-        RunOptions(
-            recipe=recipe,
-            config_file=config,
-            model=model,
-            data=data,
-            output_dir=output_dir,
-            overrides=list(overrides),
-            provider=provider,
-            dry_run=dry_run,
-            resume=resume,
-            tracking=tracking,
-        )
+    options = RunOptions(
+        recipe=recipe,
+        config_file=config,
+        model=model,
+        data=data,
+        output_dir=output_dir,
+        overrides=list(overrides),
+        provider=provider,
+        dry_run=dry_run,
+        resume=resume,
+        tracking=tracking,
     )
+    if nproc_per_node != 1 and "LOCAL_RANK" not in os.environ:
+        from forge.run.launch import launch
+
+        code = launch(options, invocation()[1:], nproc_per_node)
+        if code:
+            raise typer.Exit(code)
+        return
+    outcome = execute(options)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)

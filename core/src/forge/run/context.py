@@ -64,6 +64,7 @@ class RunContext:
         resume_from: Path | None = None,
         resume_step: int | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        is_main: bool = True,
     ) -> None:
         self.run_dir = run_dir
         self.artifact_dir = run_dir / "artifact"
@@ -79,12 +80,15 @@ class RunContext:
         self.should_stop = False
         self.metrics: dict[str, float] = {}
         self._on_record = on_record
-        self._log = (run_dir / "run.log").open("a", encoding="utf-8")
+        self.is_main = is_main  # False on ranks > 0 of a multi-process run: they report nothing
+        self._log = (run_dir / "run.log").open("a", encoding="utf-8") if is_main else None
         self._metrics_file = run_dir / "metrics.jsonl"
 
     # -- reporting ----------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
         """A line for the person watching (stderr) and for ``run.log``."""
+        if self._log is None:
+            return
         stamp = time.strftime("%H:%M:%S")
         print(f"[forge {stamp}] {message}", file=sys.stderr, flush=True)
         self._log.write(f"{stamp} {message}\n")
@@ -93,7 +97,7 @@ class RunContext:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end) and the manifest's last values."""
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        if not clean:
+        if not clean or not self.is_main:
             return
         self.metrics.update(clean)
         with self._metrics_file.open("a", encoding="utf-8") as handle:
@@ -103,7 +107,7 @@ class RunContext:
 
     def record(self, **facts: Any) -> None:
         """Add facts to the run manifest (dataset statistics, provider fallback, quantization...)."""
-        if self._on_record is not None:
+        if self._on_record is not None and self.is_main:
             self._on_record(facts)
 
     def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "") -> Any:
@@ -168,7 +172,8 @@ class RunContext:
         raise ForgeError("no provider could load the model: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 def rank_providers(plugins: PluginSet) -> list[Registered]:

@@ -229,9 +229,15 @@ def describe(plan: Plan) -> str:
     return yaml.safe_dump(header, sort_keys=False) + cfg.dump(plan.config)
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome:
     """Run (or resume) a recipe end to end and return how it ended."""
     plugins = plugins or get_plugins()
+    if _rank() != 0:
+        return _execute_follower(options, plugins)
     plan, _ = plan_run(options, plugins)
     if options.dry_run:
         sys.stdout.write(describe(plan))
@@ -270,7 +276,7 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
             {"at": _now(), "from_checkpoint": str(checkpoint[0].relative_to(run_dir)) if checkpoint else None}
         )
     manifest.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None,
-                    plugins=plugins.versions())
+                    plugins=plugins.versions(), world_size=int(os.environ.get("WORLD_SIZE", "1")))
 
     tracker = None
     if options.tracking:
@@ -304,6 +310,42 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
             + (f" · resuming from {checkpoint[0].name}" if checkpoint else (" · resuming from scratch" if resuming else ""))
             + (f" · tracking {tracker.uri} run {tracker.run_id}" if tracker else ""))
     return _train(plan, ctx, manifest, tracker)
+
+
+def _execute_follower(options: RunOptions, plugins: PluginSet) -> RunOutcome:
+    """Ranks other than 0 of a multi-process run: train, and leave the run directory to rank 0."""
+    follower = RunOptions(**{**options.__dict__, "dry_run": True})
+    if options.resume is not None:
+        run_dir = Path(options.resume)
+        manifest = read_manifest(run_dir)
+        recipe = plugins.get("recipes", manifest["recipe"])
+        source = cfg.load_config_file(run_dir / "config.yaml")
+        source.pop_engine_keys()
+        plan = Plan(recipe, cfg.validate(recipe.item.config_model(), source), None, None, {}, run_dir)
+        plan.provider, plan.provider_requested, _ = _plan_provider(
+            recipe, (manifest.get("provider") or {}).get("requested"), plugins)
+    else:
+        plan, _ = plan_run(follower, plugins)
+    deadline = time.time() + 120
+    while not (plan.run_dir / MANIFEST).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    checkpoint = latest_checkpoint(plan.run_dir / "checkpoints") if options.resume is not None else None
+    ctx = RunContext(
+        run_dir=plan.run_dir, recipe=plan.recipe.qualified, config=plan.config, plugins=plugins,
+        provider=plan.provider, provider_requested=plan.provider_requested,
+        resume_from=checkpoint[0] if checkpoint else None, resume_step=checkpoint[1] if checkpoint else None,
+        is_main=False,
+    )
+    restore = _install_stop_handlers(ctx)
+    try:
+        plan.recipe.item.run(ctx, plan.config)
+    except (KeyboardInterrupt, RunInterrupted):
+        return RunOutcome("interrupted", plan.run_dir, EXIT_INTERRUPTED)
+    finally:
+        restore()
+        ctx.close()
+    return RunOutcome("interrupted" if ctx.should_stop else "completed", plan.run_dir,
+                      EXIT_INTERRUPTED if ctx.should_stop else 0)
 
 
 def _train(plan: Plan, ctx: RunContext, manifest: RunManifest, tracker: Any) -> RunOutcome:

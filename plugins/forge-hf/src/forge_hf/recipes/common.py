@@ -32,6 +32,10 @@ class TrainingFields(RecipeConfig):
     eval_split: float = Field(0.1, ge=0, lt=1, description="share of records held out for eval loss (0: none)")
     eval_steps: int | None = Field(None, description="evaluate every N steps (default: only at the end)")
     gradient_checkpointing: bool = False
+    fsdp: str = Field("", description="transformers' fsdp option, e.g. 'full_shard auto_wrap' (multi-GPU)")
+    fsdp_config: dict[str, Any] | str | None = Field(None, description="FSDP config dict or JSON file")
+    deepspeed: str | None = Field(None, description="DeepSpeed config JSON file")
+    ddp_backend: Literal["gloo", "nccl"] | None = Field(None, description="default: nccl on CUDA, gloo on CPU")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     trust_remote_code: bool = False
     optim: str = "adamw_torch"
@@ -91,14 +95,32 @@ def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, 
         "data_seed": config.seed,
         "bf16": dtype == torch.bfloat16,
         "fp16": dtype == torch.float16,
-        "gradient_checkpointing": config.gradient_checkpointing,
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
+        **_checkpointing(config.gradient_checkpointing),
+        "use_cpu": not torch.cuda.is_available(),  # also makes accelerate run multi-process CPU (gloo) runs as DDP
+        "ddp_find_unused_parameters": False,
         "optim": config.optim,
         "report_to": "none",  # forge tracks to MLflow itself, in the run's own MLflow run
         "disable_tqdm": False,
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        "fsdp": config.fsdp,
+        "fsdp_config": config.fsdp_config,
+        "deepspeed": config.deepspeed,
+        "ddp_backend": config.ddp_backend,
     }
+
+
+def _checkpointing(enabled: bool) -> dict[str, Any]:
+    """Activation (gradient) checkpointing, under whichever name this transformers version uses."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    if not enabled:
+        return {}
+    return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
 def forge_callback(ctx: RunContext) -> Any:
@@ -127,6 +149,8 @@ def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, l
                    adapter: bool) -> dict[str, Any]:
     """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config."""
     out: Path = ctx.artifact_dir
+    if not ctx.is_main:
+        return {}
     out.mkdir(parents=True, exist_ok=True)
     model = trainer.model
     model.save_pretrained(out, safe_serialization=True)
