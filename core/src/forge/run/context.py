@@ -79,6 +79,7 @@ class RunContext:
         self.resume_step = resume_step
         self.should_stop = False
         self.metrics: dict[str, float] = {}
+        self.attachments: list[str] = []
         self._on_record = on_record
         self.is_main = is_main  # False on ranks > 0 of a multi-process run: they report nothing
         self._log = (run_dir / "run.log").open("a", encoding="utf-8") if is_main else None
@@ -104,6 +105,15 @@ class RunContext:
             handle.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
         if self.tracker is not None:
             self.tracker.log_metrics(clean, step)
+
+    def attach(self, path: Path) -> None:
+        """A file people would rather see than read (a plot): listed in the manifest and logged to MLflow."""
+        if not self.is_main:
+            return
+        self.attachments.append(str(path.relative_to(self.run_dir) if path.is_relative_to(self.run_dir) else path))
+        if self.tracker is not None:
+            self.tracker.log_artifact(path)
+        self.record(attachments=self.attachments)
 
     def record(self, **facts: Any) -> None:
         """Add facts to the run manifest (dataset statistics, provider fallback, quantization...)."""
