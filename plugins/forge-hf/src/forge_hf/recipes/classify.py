@@ -1,0 +1,187 @@
+"""Recipe ``classify``: sequence classification (binary or multi-class) with transformers' Trainer.
+
+    forge run --recipe classify --model minilm-l6 --data reviews.csv --set num_train_epochs=3
+
+Data: CSV/TSV/JSONL/Parquet with a text column and a label column (label names, or integer ids). Metrics on the
+held-out split: accuracy, macro-F1 and the confusion matrix (also ``confusion_matrix.png``). The artifact
+(``sequence-classifier``) keeps the label names and the held-out split (``heldout.jsonl``, used by exporters to
+measure accuracy after quantization).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from forge.artifacts import ArtifactResult
+from forge.errors import DataError
+from forge.models import ModelRequest
+from forge.run.context import RunContext
+from pydantic import Field
+
+from forge_hf import data as datasets_io
+from forge_hf.recipes.common import TrainingFields, forge_callback, train_with_resume, training_arguments
+
+
+class ClassifyConfig(TrainingFields):
+    model: str = Field("minilm-l6", description="encoder: hub id, local dir or alias (minilm-l6: all-MiniLM-L6-v2)")
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: list[str] | None = Field(None, description="names for integer labels 0..n-1, or the label order")
+    max_length: int = Field(128, ge=8)
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    eval_split: float = Field(0.2, ge=0, lt=1)
+    max_chars: int = Field(20_000, ge=1, description="texts longer than this are a data error")
+
+
+def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[str], list[str]]:
+    """Texts, label ids, label names and record locations; every problem names file and line."""
+    rows = datasets_io.read_rows(config.data)
+    text_col, label_col = config.text_column, config.label_column
+
+    def check(record: dict[str, Any]) -> str | None:
+        if text_col not in record or record[text_col] is None:
+            return f"missing field '{text_col}'"
+        if not isinstance(record[text_col], str):
+            return f"field '{text_col}' must be text, got {type(record[text_col]).__name__}"
+        if not record[text_col].strip():
+            return f"field '{text_col}' is empty"
+        if len(record[text_col]) > config.max_chars:
+            return f"field '{text_col}' is {len(record[text_col])} characters (max_chars: {config.max_chars})"
+        if label_col not in record or record[label_col] in (None, ""):
+            return f"missing field '{label_col}'"
+        if not isinstance(record[label_col], (str, int)) or isinstance(record[label_col], bool):
+            return f"field '{label_col}' must be a label name or an integer id"
+        return None
+
+    datasets_io.validate(rows, check)
+    raw = [r[label_col] for r in rows.records]
+    as_ints = all(isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) for v in raw)
+    if as_ints:
+        ids = [int(v) for v in raw]
+        count = max(ids) + 1
+        names = config.label_names or [str(i) for i in range(count)]
+        for value, where in zip(ids, rows.where, strict=True):
+            if value < 0 or value >= len(names):
+                raise DataError(f"{where}: label id {value} is outside 0..{len(names) - 1}")
+    else:
+        found = sorted({str(v) for v in raw})
+        names = config.label_names or found
+        unknown = [v for v in found if v not in names]
+        if unknown:
+            where = rows.where[[str(v) for v in raw].index(unknown[0])]
+            raise DataError(f"{where}: label '{unknown[0]}' is not in label_names ({', '.join(names)})")
+        ids = [names.index(str(v)) for v in raw]
+    if len(set(ids)) < 2:
+        raise DataError(f"{rows.source}: every record has the same label; a classifier needs at least two")
+    return [r[text_col] for r in rows.records], ids, names, rows.where
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def classification_metrics(labels: np.ndarray, predicted: np.ndarray, n: int) -> dict[str, Any]:
+    matrix = confusion(labels, predicted, n)
+    f1s = []
+    for k in range(n):
+        tp = matrix[k, k]
+        precision = tp / matrix[:, k].sum() if matrix[:, k].sum() else 0.0
+        recall = tp / matrix[k, :].sum() if matrix[k, :].sum() else 0.0
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return {"accuracy": float((labels == predicted).mean()), "macro_f1": float(np.mean(f1s)),
+            "confusion_matrix": matrix.tolist()}
+
+
+def plot_confusion(path: Path, matrix: list[list[int]], names: list[str]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(matrix)
+    size = 1.2 + 0.6 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
+    fig.colorbar(image, ax=ax)
+    ax.set_title("held-out confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    texts, ids, names, _ = read_labelled(config)
+    records = [{"text": t, "label": i} for t, i in zip(texts, ids, strict=True)]
+    train_records, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    ctx.log(f"data: {len(records)} records, {len(names)} labels ({', '.join(names)}); "
+            f"train {len(train_records)}, held out {len(held)}")
+    loaded = ctx.load_model(ModelRequest(model=config.model, task="sequence-classification", dtype=config.dtype,
+                                         trust_remote_code=config.trust_remote_code,
+                                         options={"labels": names}))
+    tokenizer = loaded.tokenizer
+
+    def tokenize(batch: dict[str, list[Any]]) -> Any:
+        return tokenizer(batch["text"], truncation=True, max_length=config.max_length)
+
+    lengths = [len(x) for x in tokenizer([r["text"] for r in records], truncation=False)["input_ids"]]
+    ctx.record(dataset={"format": "classification", "labels": names, "train_records": len(train_records),
+                        "eval_records": len(held), "tokens": datasets_io.length_stats(lengths),
+                        "truncated": sum(n > config.max_length for n in lengths),
+                        "label_counts": {n: ids.count(i) for i, n in enumerate(names)}})
+    train_set = Dataset.from_list(train_records).map(tokenize, batched=True, remove_columns=["text"])
+    eval_set = Dataset.from_list(held).map(tokenize, batched=True, remove_columns=["text"]) if held else None
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        result = classification_metrics(np.asarray(prediction.label_ids), prediction.predictions.argmax(-1),
+                                        len(names))
+        return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+
+    trainer = Trainer(
+        model=loaded.model,
+        args=TrainingArguments(**training_arguments(ctx, config, bool(held), loaded.model)),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[forge_callback(ctx)],
+    )
+    result = train_with_resume(ctx, trainer)
+    if ctx.should_stop:
+        return ArtifactResult(kind="sequence-classifier")
+    metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
+    extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length}
+    if held and eval_set is not None:
+        output = trainer.predict(eval_set)
+        scores = classification_metrics(np.asarray(output.label_ids), output.predictions.argmax(-1), len(names))
+        metrics.update({"eval_accuracy": scores["accuracy"], "eval_macro_f1": scores["macro_f1"],
+                        "eval_loss": float(output.metrics["test_loss"])})
+        ctx.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval_")}, step=trainer.state.global_step)
+        extra["confusion_matrix"] = scores["confusion_matrix"]
+        ctx.attach(plot_confusion(ctx.run_dir / "confusion_matrix.png", scores["confusion_matrix"], names))
+        ctx.log(f"held-out accuracy {scores['accuracy']:.3f}, macro-F1 {scores['macro_f1']:.3f}")
+    if ctx.is_main:
+        out = ctx.artifact_dir
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        (out / "heldout.jsonl").write_text("".join(
+            json.dumps({"text": r["text"], "label": names[r["label"]]}) + "\n" for r in held), encoding="utf-8")
+    return ArtifactResult(kind="sequence-classifier", metrics=metrics, extra=extra)

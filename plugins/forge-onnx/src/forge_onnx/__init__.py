@@ -1,0 +1,21 @@
+"""forge-onnx: ONNX export and ONNX Runtime serving. Registered by reference: importing this imports nothing heavy."""
+
+from __future__ import annotations
+
+import forge
+
+__version__ = "0.1.0"
+
+
+@forge.hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster"),
+                            export="forge_onnx.export:export",
+                            summary="ONNX fp32 or int8 (--quantize int8), parity-checked"))
+
+
+@forge.hookimpl
+def register_servers(register):  # type: ignore[no-untyped-def]
+    register(forge.Server(name="onnxruntime", accepts=("onnx-sequence-classifier", "onnx-forecaster"),
+                          create_app="forge_onnx.serve:create_app",
+                          summary="ONNX Runtime: /predict or /forecast, explicit threads, no spinning"))

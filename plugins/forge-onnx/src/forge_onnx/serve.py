@@ -1,0 +1,82 @@
+"""ONNX Runtime server: the same API as the torch servers for the kind (``/predict``, ``/forecast``).
+
+Tokenisation uses the artifact's ``tokenizer.json`` through the ``tokenizers`` library (no torch, no transformers).
+Sessions use an explicit thread count (``FORGE_ORT_THREADS``, default: all cores) and no spinning threads, so an idle
+server uses no CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+from forge.artifacts import Artifact
+from forge.errors import ForgeError
+from forge.serving.app import create_app as create_base_app
+from forge.serving.settings import ServeSettings
+
+from forge_onnx.export import session
+
+
+def threads() -> int:
+    return int(os.environ.get("FORGE_ORT_THREADS", "0"))  # 0: onnxruntime's default, one per core
+
+
+def create_app(artifact: Artifact, settings: ServeSettings) -> Any:
+    ort_session = session(artifact.path / "model.onnx", threads())
+    if artifact.kind == "onnx-sequence-classifier":
+        return _classifier_app(artifact, ort_session, settings)
+    return _forecaster_app(artifact, ort_session, settings)
+
+
+def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSettings) -> Any:
+    from tokenizers import Tokenizer
+
+    try:
+        from forge_hf.serve_classifier import add_classifier_routes, softmax
+    except ImportError:
+        raise ForgeError("serving a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
+    tokenizer = Tokenizer.from_file(str(artifact.path / "tokenizer.json"))
+    max_length = int(artifact.manifest["max_length"])
+    tokenizer.enable_truncation(max_length)
+    config = json.loads((artifact.path / "tokenizer_config.json").read_text())
+    pad_token = config.get("pad_token") or "[PAD]"
+    pad_token = pad_token["content"] if isinstance(pad_token, dict) else pad_token
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad_token) or 0, pad_token=pad_token)
+    names = list(artifact.manifest["input_names"])
+
+    def predict_probs(texts: list[str]) -> np.ndarray:
+        encoded = tokenizer.encode_batch(texts)
+        feeds = {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+        }
+        return softmax(ort_session.run(None, {n: feeds[n] for n in names})[0])
+
+    labels = list(artifact.manifest["labels"])
+    app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings)
+    add_classifier_routes(app, labels, predict_probs, settings)
+    return app
+
+
+def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSettings) -> Any:
+    try:
+        from forge_timeseries.serve import add_forecast_routes
+        from forge_timeseries.spec import ForecasterSpec
+    except ImportError:
+        raise ForgeError("serving a forecaster needs forge-timeseries: pip install 'forge-onnx[timeseries]'") \
+            from None
+    spec = ForecasterSpec.load(artifact.path)
+    transform = spec.window_transform()
+
+    def predict_windows(windows: np.ndarray) -> np.ndarray:
+        raw = ort_session.run(None, {"inputs": transform.inputs(windows)})[0]
+        return transform.outputs(windows, raw)
+
+    app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings)
+    add_forecast_routes(app, spec, json.loads((artifact.path / "history.json").read_text()), predict_windows,
+                        settings)
+    return app
