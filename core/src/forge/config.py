@@ -201,11 +201,30 @@ def dump(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+def type_name(annotation: Any) -> str:
+    """A short, readable spelling of a field's type: ``int | None``, ``'bfd' | 'wrapped'``, ``list[str]``."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
 def describe_fields(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, description) for each field: used by docs and ``forge run --recipe X --help-config``."""
+    """(name, type, default, description) for each field of a recipe config (docs/recipes.md is checked by it)."""
     rows = []
     for name, info in model.model_fields.items():
-        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        rows.append((name, annotation, default, info.description or ""))
+        rows.append((name, type_name(info.annotation), default, info.description or ""))
     return rows

@@ -65,6 +65,7 @@ class RunContext:
         resume_step: int | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         is_main: bool = True,
+        provider_skipped: dict[str, str] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.artifact_dir = run_dir / "artifact"
@@ -74,6 +75,7 @@ class RunContext:
         self.plugins = plugins
         self.provider = provider
         self.provider_requested = provider_requested
+        self.provider_skipped = dict(provider_skipped or {})  # unavailable providers passed over, and why
         self.tracker = tracker
         self.resume_from = resume_from
         self.resume_step = resume_step
@@ -174,7 +176,10 @@ class RunContext:
                 self.log(f"provider {provider.name} cannot run this ({exc}); falling back")
                 continue
             self.provider = provider
-            facts = {"name": provider.name, "plugin": provider.plugin, "requested": self.provider_requested or "auto"}
+            facts: dict[str, Any] = {"name": provider.name, "plugin": provider.plugin,
+                                     "requested": self.provider_requested or "auto"}
+            if self.provider_skipped:
+                facts["skipped"] = self.provider_skipped
             if skipped:
                 facts["fallback_from"] = skipped
             self.record(provider={**facts, **loaded.info})

@@ -303,6 +303,7 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
         resume_from=checkpoint[0] if checkpoint else None,
         resume_step=checkpoint[1] if checkpoint else None,
         on_record=record,
+        provider_skipped=plan.provider_skipped,
     )
     if plan.provider_skipped:
         ctx.log("provider " + "; ".join(f"{k} skipped: {v}" for k, v in plan.provider_skipped.items()))

@@ -51,15 +51,16 @@ def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, An
 
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
     train_records, eval_records = prepare(ctx, config)
     loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
                                          trust_remote_code=config.trust_remote_code,
                                          max_seq_length=config.max_length,
                                          gradient_checkpointing=config.gradient_checkpointing,
                                          lora=lora_settings(config) if config.use_peft else None))
+    # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
     args = DPOConfig(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
                      loss_type=[config.loss_type], max_length=config.max_length)
     trainer = DPOTrainer(

@@ -76,15 +76,16 @@ def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
 
 
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
     records = prepare(ctx, config)
     rewards = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
     loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
                                          trust_remote_code=config.trust_remote_code,
                                          gradient_checkpointing=config.gradient_checkpointing,
                                          lora=lora_settings(config) if config.use_peft else None))
+    # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
     arguments = training_arguments(ctx, config, False, loaded.model)
     batch = arguments["per_device_train_batch_size"] * arguments["gradient_accumulation_steps"]
     if batch % config.num_generations:

@@ -75,9 +75,6 @@ def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
 
 
 def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
     train_records, eval_records, kind = prepare(ctx, config)
     loaded = ctx.load_model(ModelRequest(
         model=config.model,
@@ -88,6 +85,10 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         gradient_checkpointing=config.gradient_checkpointing,
         lora=lora_settings(config) if config.use_peft else None,
     ))
+    # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
     tokenizer = loaded.tokenizer
     if kind != "text" and not getattr(tokenizer, "chat_template", None) and isinstance(
         train_records[0].get("prompt"), list
