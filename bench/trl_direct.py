@@ -21,7 +21,8 @@ from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 def main() -> None:
     model_dir, data, steps, output = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    records = [json.loads(line) for line in open(data, encoding="utf-8") if line.strip()]
+    with open(data, encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
     records = [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)

@@ -45,7 +45,8 @@ class Forge:
     site: PluginSite
     env: dict[str, str]
 
-    def __call__(self, *args: str, check: bool | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, check: bool | None = None, timeout: float = 300,
+                 **kw) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "forge", *map(str, args)],
             cwd=kw.pop("cwd", self.cwd), env={**self.env, **kw.pop("env", {})},

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 CORPUS = [
@@ -62,7 +63,8 @@ def make_tiny_bert_classifier_base(path: Path) -> Path:
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
     core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = "good great love fine happy bad awful hate poor sad movie film plot acting the was it a very not".split()
+    words = ["good", "great", "love", "fine", "happy", "bad", "awful", "hate", "poor", "sad", "movie", "film",
+             "plot", "acting", "the", "was", "it", "a", "very", "not"]
     core.train_from_iterator([" ".join(words)] * 10, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
     from tokenizers.processors import TemplateProcessing
 

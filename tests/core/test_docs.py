@@ -48,7 +48,6 @@ def test_example_plugin_runs_end_to_end(tmp_path):
 
 def test_cli_reference_covers_every_command_and_option():
     import typer
-
     from forge.cli import _register_builtin_commands, app
 
     text = (DOCS / "cli.md").read_text()

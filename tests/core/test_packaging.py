@@ -56,9 +56,10 @@ def test_fresh_venv_from_wheels_lists_plugins(wheels, tmp_path):
     python = venv / "bin" / "python"
     # forge-core with its light dependencies from the registry; the heavy ones (torch, mlflow, ...) are not needed
     # to list plugins, which is the point: listing never imports them.
-    light = [r.split(";")[0].strip() for r in re.findall(r"^Requires-Dist: (.*)$", metadata(wheels["forge_core"]),
-                                                        re.M) if r.split(">")[0].strip() in
-             ("pluggy", "typer", "pydantic", "pyyaml")]
+    requirements = re.findall(r"^Requires-Dist: (.*)$", metadata(wheels["forge_core"]), re.M)
+    light = [r.split(";")[0].strip() for r in requirements
+             if re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() in ("pluggy", "typer", "pydantic", "pyyaml")]
+    assert len(light) == 4, requirements
     subprocess.run([str(python), "-m", "pip", "install", "-q", *light], check=True, capture_output=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheels["forge_core"]),
                     str(wheels["forge_hf"])], check=True, capture_output=True)

@@ -7,7 +7,6 @@ import json
 import httpx
 import pytest
 from support import Server
-
 from test_sft import manifest
 
 REVIEWS = [("good movie", "positive"), ("great film", "positive"), ("i love it", "positive"),

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from support import Server
-
 from test_sft import manifest
 
 pytestmark = pytest.mark.slow

@@ -79,7 +79,8 @@ def test_sft_csv_and_parquet(forge_cli, tiny_lm):
      "d.jsonl:2: field 'completion' is empty"),
     ('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', "d.jsonl:2: missing field 'completion'"),
     ('{"text": "a"}\n{"text": "b"\n', "d.jsonl:2: not valid JSON (Expecting ',' delimiter at column 13)"),
-    ('{"tex": "a"}\n', "d.jsonl:1: expected a 'messages' list, 'prompt' and 'completion', or 'text' (found fields: tex)"),
+    ('{"tex": "a"}\n',
+     "d.jsonl:1: expected a 'messages' list, 'prompt' and 'completion', or 'text' (found fields: tex)"),
     ('{"messages": [{"role": "user", "content": "hi"}]}\n',
      "d.jsonl:1: the last message must be the assistant's (it is what the model learns to write)"),
 ])

@@ -13,10 +13,10 @@ from support import Server
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "timeseries"))
-from test_classify import FAST as CLASSIFY_FAST  # noqa: E402
-from test_classify import write_reviews  # noqa: E402
-from test_forecast import FAST as FORECAST_FAST  # noqa: E402
-from test_forecast import write_series  # noqa: E402
+from test_classify import FAST as CLASSIFY_FAST
+from test_classify import write_reviews
+from test_forecast import FAST as FORECAST_FAST
+from test_forecast import write_series
 
 
 def manifest(path: Path) -> dict:

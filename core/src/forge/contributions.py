@@ -71,7 +71,8 @@ class Recipe:
     kind = "recipes"
 
     def config_model(self) -> type[BaseModel]:
-        return resolve(self.config)  # type: ignore[no-any-return]
+        config: type[BaseModel] = resolve(self.config)
+        return config
 
     def run(self, ctx: RunContext, config: BaseModel) -> Any:
         return resolve(self.train)(ctx, config)
@@ -92,12 +93,15 @@ class Template:
     kind = "templates"
 
     def render(self, project_name: str) -> Mapping[str, str | bytes]:
-        return resolve(self.files)(project_name)  # type: ignore[no-any-return]
+        files: Mapping[str, str | bytes] = resolve(self.files)(project_name)
+        return files
 
 
 @dataclass(frozen=True)
 class Exporter:
-    """Turns an artifact into another: ``export(artifact: Artifact, output_dir: Path, options: dict) -> ArtifactResult``.
+    """Turns an artifact into another.
+
+    ``export(artifact: Artifact, output_dir: Path, options: dict) -> ArtifactResult``;
 
     ``accepts`` lists the artifact kinds it can read.
     """

@@ -31,5 +31,5 @@ class NotFoundError(ForgeError):
     """A named contribution (recipe, provider, template, exporter, server) or a run does not exist."""
 
 
-class RunInterrupted(Exception):  # noqa: N818 - a signal, not a failure
+class RunInterrupted(Exception):
     """Raised inside a run when the user pressed Ctrl-C (or the process got SIGTERM)."""

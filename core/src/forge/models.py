@@ -8,7 +8,7 @@ from typing import Any
 from forge.errors import ForgeError
 
 
-class ProviderUnavailable(ForgeError):  # noqa: N818 - reads as a state, like FileNotFoundError
+class ProviderUnavailable(ForgeError):
     """A provider cannot load this request here (no GPU, unsupported model...). The message says why."""
 
 

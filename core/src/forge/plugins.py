@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from forge import hookspecs
-from forge.contributions import KINDS, Command, Contribution
+from forge.contributions import KINDS, Command
 from forge.errors import NotFoundError, PluginError
 
 ENTRY_POINT_GROUP = "forge"
@@ -207,10 +207,11 @@ def _collect(pm: pluggy.PluginManager, plugin: object, info: PluginInfo) -> list
                     raise PluginError(
                         f"{_HOOK_BY_KIND[_kind]} registered {type(item).__name__!s}; expected forge.{_type.__name__}"
                     )
-                if not _NAME.match(item.name):
-                    raise PluginError(f"invalid {SINGULAR[_kind]} name {item.name!r} (use lowercase, digits, - . _)")
-                if any(r.name == item.name and r.item.kind == _kind for r in found):
-                    raise PluginError(f"{SINGULAR[_kind]} '{item.name}' registered twice")
+                name_of: str = getattr(item, "name", "")
+                if not _NAME.match(name_of):
+                    raise PluginError(f"invalid {SINGULAR[_kind]} name {name_of!r} (use lowercase, digits, - . _)")
+                if any(r.name == name_of and r.item.kind == _kind for r in found):
+                    raise PluginError(f"{SINGULAR[_kind]} '{name_of}' registered twice")
                 found.append(Registered(info.name, item))
 
             arguments = {"register": register}

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 
-
 def run(
     recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe name (sft, qlora, plugin:name...)."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),

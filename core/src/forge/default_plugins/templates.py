@@ -7,6 +7,7 @@ that runs the recipe through ``forge run``; ``pip install -e DIR`` makes it appe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from string import Template as Text
 
 import forge
@@ -126,5 +127,5 @@ def plugin_files(project_name: str) -> dict[str, str]:
 
 
 @forge.hookimpl
-def register_templates(register):  # type: ignore[no-untyped-def]
+def register_templates(register: Callable[[forge.Template], None]) -> None:
     register(forge.Template(name="plugin", files=plugin_files, summary="a new forge plugin package"))

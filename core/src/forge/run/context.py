@@ -98,7 +98,7 @@ class RunContext:
         self._log.flush()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end) and the manifest's last values."""
+        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end), the manifest's last values."""
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         if not clean or not self.is_main:
             return
@@ -130,7 +130,7 @@ class RunContext:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
-        """Write ``checkpoint-{step}`` atomically: ``write(tmp_dir)``, a marker, then a rename; keep the newest ``keep``."""
+        """Write ``checkpoint-{step}`` atomically (``write(tmp_dir)``, a marker, a rename); keep the newest ``keep``."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         final = self.checkpoint_dir / f"checkpoint-{step}"
         tmp = self.checkpoint_dir / f".checkpoint-{step}.tmp"
@@ -205,7 +205,7 @@ def select_provider(plugins: PluginSet, requested: str | None) -> tuple[Register
         if reason:
             raise ForgeError(f"provider {chosen.name} cannot run here: {reason}")
         return chosen, {}
-    skipped = {}
+    skipped: dict[str, str] = {}
     for candidate in sorted(plugins.all("providers"), key=lambda r: -r.item.priority):
         reason = candidate.item.unavailable_reason()
         if reason is None:

@@ -307,8 +307,10 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
     )
     if plan.provider_skipped:
         ctx.log("provider " + "; ".join(f"{k} skipped: {v}" for k, v in plan.provider_skipped.items()))
-    ctx.log(f"run {run_dir} · recipe {plan.recipe.qualified}"
-            + (f" · resuming from {checkpoint[0].name}" if checkpoint else (" · resuming from scratch" if resuming else ""))
+    resumed = " · resuming from scratch" if resuming else ""
+    if checkpoint:
+        resumed = f" · resuming from {checkpoint[0].name}"
+    ctx.log(f"run {run_dir} · recipe {plan.recipe.qualified}{resumed}"
             + (f" · tracking {tracker.uri} run {tracker.run_id}" if tracker else ""))
     return _train(plan, ctx, manifest, tracker)
 

@@ -39,7 +39,7 @@ def launch(options: RunOptions, argv: list[str], nproc: int) -> int:
     if options.resume is None and options.output_dir is None:
         args += ["--output-dir", str(plan.run_dir)]
     if options.resume is not None:
-        args = _strip_option(args, "--resume") + ["--resume", str(plan.run_dir)]
+        args = [*_strip_option(args, "--resume"), "--resume", str(plan.run_dir)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "forge", "run", *args]
     print(f"[forge] launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m forge run "

@@ -41,7 +41,7 @@ def error_response(status: int, message: str, param: str | None = None,
     return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
 
 
-class _BodyTooLarge(Exception):  # noqa: N818
+class _BodyTooLarge(Exception):
     pass
 
 

@@ -123,7 +123,7 @@ class Generator:
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         text, stopped = self._trim(text, request)
         ended = stopped or (len(new) < max_new_tokens) or (len(new) and int(new[-1]) == self.tokenizer.eos_token_id)
-        return text, "stop" if ended else "length", int(inputs["input_ids"].shape[1]), int(len(new))
+        return text, "stop" if ended else "length", int(inputs["input_ids"].shape[1]), len(new)
 
     def stream(self, inputs: Any, request: SamplingFields, max_new_tokens: int) -> Iterator[str]:
         import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ class LSTMForecaster(nn.Module):
     def __init__(self, n_features: int, horizon: int, lstm_units: list[int], dropout: float, dense_units: int):
         super().__init__()
         sizes = [n_features, *lstm_units]
-        self.lstms = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes, sizes[1:], strict=False))
+        self.lstms = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in itertools.pairwise(sizes))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Linear(sizes[-1], dense_units), nn.ReLU(), nn.Linear(dense_units, horizon))
 

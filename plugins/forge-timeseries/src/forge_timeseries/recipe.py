@@ -104,8 +104,8 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
     import torch
     from safetensors.torch import save_file
 
-    from forge_timeseries.spec import ForecasterSpec, WindowTransform
     from forge_timeseries.series import read_series, season_length
+    from forge_timeseries.spec import ForecasterSpec, WindowTransform
 
     series = read_series(config.data, config.time_column, config.target, config.covariates, config.fill)
     values, n = series.values, len(series.values)
@@ -177,7 +177,7 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
         bar.set_postfix(train=f"{total / len(tx):.4f}", val=f"{val_loss:.4f}")
         stop_early = progress["bad_epochs"] >= config.patience
         if epoch % config.checkpoint_every == 0 or ctx.should_stop or stop_early:
-            ctx.save_checkpoint(epoch, lambda d: _save_state(d, model, optimizer, best, generator, progress))
+            ctx.save_checkpoint(epoch, lambda d, b=best: _save_state(d, model, optimizer, b, generator, progress))
         if ctx.should_stop:
             bar.close()
             return ArtifactResult(kind="forecaster")

@@ -51,7 +51,8 @@ def read_series(path: Path, time_column: str, target: str, covariates: list[str]
     where = "line" if path.suffix.lower() != ".parquet" else "row"
     missing = [c for c in [time_column, target, *covariates] if c not in header]
     if missing:
-        raise DataError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
+        plural = "s" if len(missing) > 1 else ""
+        raise DataError(f"{path}: missing column{plural} {', '.join(repr(m) for m in missing)} "
                         f"(columns: {', '.join(header)})")
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -79,7 +80,8 @@ def read_series(path: Path, time_column: str, target: str, covariates: list[str]
     for i in range(1, len(stamps)):
         label = f"{path}:{lines[i]}" if where == "line" else f"{path}: row {lines[i]}"
         if stamps[i] == stamps[i - 1]:
-            raise DataError(f"{label}: duplicate timestamp {stamps[i].date() if stamps[i].time() == pd.Timestamp(0).time() else stamps[i]}")
+            shown = stamps[i].date() if stamps[i] == stamps[i].normalize() else stamps[i]
+            raise DataError(f"{label}: duplicate timestamp {shown}")
         if stamps[i] < stamps[i - 1]:
             raise DataError(f"{label}: timestamps are not sorted ({stamps[i]} after {stamps[i - 1]})")
     index = pd.DatetimeIndex(stamps)

@@ -9,6 +9,7 @@ name, forge falls back to ``hf`` and records why.
 from __future__ import annotations
 
 import os
+
 from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
 
 from forge_unsloth.availability import TRY_CPU_ENV, unavailable_reason

@@ -29,7 +29,6 @@ from forge_hf.recipes.common import (
     training_arguments,
 )
 
-
 EXAMPLE_CHAT = str(Path(__file__).resolve().parents[1] / "example_data" / "chat.jsonl")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
