@@ -44,12 +44,19 @@ class Forge:
     cwd: Path
     site: PluginSite
     env: dict[str, str]
+    only_site: bool = False  # load only the plugins of the temporary site (FORGE_PLUGINS)
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = dict(self.env)
+        if self.only_site:
+            env["FORGE_PLUGINS"] = ",".join(self.site.names)
+        return {**env, **extra}
 
     def __call__(self, *args: str, check: bool | None = None, timeout: float = 300,
                  **kw) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "forge", *map(str, args)],
-            cwd=kw.pop("cwd", self.cwd), env={**self.env, **kw.pop("env", {})},
+            cwd=kw.pop("cwd", self.cwd), env=self._env(kw.pop("env", {})),
             capture_output=True, text=True, timeout=timeout,
         )
         if check:
@@ -58,7 +65,7 @@ class Forge:
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "forge", *map(str, args)], cwd=self.cwd, env={**self.env, **kw.pop("env", {})},
+            [sys.executable, "-m", "forge", *map(str, args)], cwd=self.cwd, env=self._env(kw.pop("env", {})),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
         )
 
@@ -78,8 +85,7 @@ def site(tmp_path: Path) -> PluginSite:
 
 @pytest.fixture
 def forge_cli(tmp_path: Path, site: PluginSite, mlflow_uri: str) -> Forge:
-    """The CLI with the test plugin ``forge-testkit`` installed (see tests/plugins/forge_testkit.py)."""
-    site.add("forge-testkit", "forge_testkit", entry_point="testkit")
+    """The real CLI, as a user runs it, with a temporary plugin site (empty until a test adds plugins)."""
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "MLFLOW_"))}

@@ -92,7 +92,8 @@ def test_plugin_template_scaffolds_an_installable_plugin(forge_cli, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(project)], check=True, capture_output=True)
     env = {"PYTHONPATH": f"{target}:{forge_cli.env['PYTHONPATH']}"}
-    listed = json.loads(forge_cli("list-plugins", "--json", env=env, check=True).stdout)
+    listed = json.loads(forge_cli("list-plugins", "--json", env={**env, "FORGE_PLUGINS": "wordcount"},
+                                  check=True).stdout)
     plugin = {p["name"]: p for p in listed["plugins"]}["forge-wordcount"]
     assert plugin["contributions"] == {"recipes": ["wordcount"]} and plugin["version"] == "0.1.0"
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project / "tests")],

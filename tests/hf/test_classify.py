@@ -93,8 +93,7 @@ def test_bad_classification_data(forge_cli, tiny_bert, content, message):
 def test_sentiment_template_on_packaged_minilm(forge_cli):
     forge_cli("init", "sentiment", "proj", check=True)
     project = forge_cli.cwd / "proj"
-    forge_cli("run", "--config", "config.yaml", "-o", "r", "--no-tracking", "--set", "num_train_epochs=2",
-              cwd=project, check=True, timeout=600)
+    forge_cli("run", "--config", "config.yaml", "-o", "r", "--no-tracking", cwd=project, check=True, timeout=600)
     m = manifest(project / "r")
     assert m["provider"]["alias"] == "minilm-l6"
     assert m["metrics"]["eval_accuracy"] >= 0.9

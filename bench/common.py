@@ -1,0 +1,44 @@
+"""Small helpers shared by the benchmark scripts (run `forge` as a user would, read what a run wrote)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def forge(*args: str, cwd: Path, peak_rss: bool = False) -> dict[str, float]:
+    """Run `forge ARGS` in a fresh process; wall seconds and, if asked, the peak RSS (GiB) of that process."""
+    command = [sys.executable, "-m", "forge", *map(str, args)]
+    start = time.perf_counter()
+    if peak_rss:
+        out = subprocess.run([sys.executable, "-c", RSS_PROBE, *command], check=True, capture_output=True,
+                             text=True, cwd=cwd)
+        rss = int(out.stdout.strip().splitlines()[-1]) / 2**20
+    else:
+        subprocess.run(command, check=True, capture_output=True, cwd=cwd)
+        rss = float("nan")
+    return {"wall": time.perf_counter() - start, "peak_rss_gib": rss}
+
+
+def run_metrics(run: Path) -> dict[str, float]:
+    return json.loads((run / "forge.json").read_text())["metrics"]
+
+
+def metric_rows(run: Path) -> list[dict[str, float]]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        raise SystemExit(f"{path} not found: the benchmarks read the team's shared datasets by path")
+    return path

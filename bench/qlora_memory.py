@@ -1,0 +1,39 @@
+"""qlora (4-bit NF4 base + LoRA) against LoRA on the full-precision base: peak memory, side by side.
+
+    python bench/qlora_memory.py [--model smollm2-135m-instruct] [--steps 5]
+
+On CPU the peak is the process's resident set (ru_maxrss); it includes the Python/torch runtime common to both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import forge, run_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for recipe in ("sft", "qlora"):
+            run = work / recipe
+            measured = forge("run", "--recipe", recipe, "--model", args.model, "--set", f"max_steps={args.steps}",
+                             "--set", "eval_split=0", "--set", "gradient_checkpointing=false", "--no-tracking",
+                             "-o", run, cwd=work, peak_rss=True)
+            rows[recipe] = (measured["peak_rss_gib"], run_metrics(run)["train_runtime"])
+    print(f"{args.model}, {args.steps} steps, LoRA r=16 all-linear, batch 4, CPU")
+    print(f"{'recipe':<8}{'peak RSS GiB':>14}{'train s':>10}")
+    for recipe, (rss, runtime) in rows.items():
+        print(f"{recipe:<8}{rss:>14.2f}{runtime:>10.1f}")
+    print(f"peak memory ratio (qlora/LoRA): {rows['qlora'][0] / rows['sft'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
