@@ -8,6 +8,7 @@ Series from ../shared/data: airline passengers (1949-1960), Mauna Loa CO2 (1959-
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -39,13 +40,12 @@ def main() -> None:
             metrics = run_metrics(run)
             rows = [r for r in (run / "metrics.jsonl").read_text().splitlines()]
             first, last = rows[0], rows[-1]
-            import json
-
             seconds = json.loads(last)["time"] - json.loads(first)["time"]
             per_epoch = seconds / max(1, metrics["epochs"] - 1)
             spec, model = load_forecaster(run / "artifact")
             window = np.asarray(json.loads((run / "artifact" / "history.json").read_text())["values"])[None]
-            latency = statistics.median(_time(lambda: predict(spec, model, window)) for _ in range(50)) * 1000
+            latency = statistics.median(_time(lambda s=spec, m=model, w=window: predict(s, m, w))
+                                        for _ in range(50)) * 1000
             points = len(data.read_text().splitlines()) - 1
             print(f"{name.removesuffix('.csv'):<26}{points:>7}{metrics['epochs']:>7.0f}{per_epoch:>9.3f}"
                   f"{latency:>12.2f}{metrics['test_mase']:>7.3f}{metrics['seasonal_naive_mase']:>7.3f}"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """Yield a fresh directory beside ``target``; when the block succeeds it becomes ``target`` (one rename),
+    when it fails it is removed, so ``target`` never holds half a result. ``target`` may exist only empty."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ForgeError(f"{target}: already exists and is not empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 
 import forge
-from forge.artifacts import Artifact, ArtifactResult, write_artifact_manifest
+from forge.artifacts import Artifact, ArtifactResult, staged_directory, write_artifact_manifest
 from forge.errors import ForgeError, NotFoundError
 from forge.plugins import PluginSet, Registered, get_plugins
 
@@ -47,9 +44,7 @@ def export_artifact(source: Path, name: str, output: Path | None, options: dict[
     target = output or default_output(source, artifact, label)
     if target.exists() and any(target.iterdir()):
         raise ForgeError(f"--output {target}: already exists and is not empty")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         result = exporter.item.run(artifact, staging, options)
         if not isinstance(result, ArtifactResult):
             raise TypeError(f"exporter {exporter.qualified} returned {type(result).__name__}, not ArtifactResult")
@@ -63,12 +58,6 @@ def export_artifact(source: Path, name: str, output: Path | None, options: dict[
             "data": artifact.manifest.get("data"),
         }
         write_artifact_manifest(staging, result, made_by)
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

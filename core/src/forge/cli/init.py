@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import typer
 
+from forge.artifacts import staged_directory
 from forge.errors import ForgeError, PluginError
 from forge.plugins import get_plugins
 
@@ -17,24 +15,16 @@ def write_project(files: dict[str, str | bytes], target: Path) -> None:
     """Write ``files`` into a new ``target`` directory; on any failure nothing is left behind."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ForgeError(f"{target}: already exists and is not empty; choose a new directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         for relative, content in files.items():
             path = staging / relative
-            if path.resolve().parent != staging.resolve() and staging.resolve() not in path.resolve().parents:
+            if staging.resolve() not in path.resolve().parents:
                 raise PluginError(f"template file {relative!r} points outside the project")
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
                 path.write_bytes(content)
             else:
                 path.write_text(content, encoding="utf-8")
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def init(

@@ -60,6 +60,22 @@ def lora_settings(config: LoraFields) -> dict[str, Any]:
     }
 
 
+def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int | None = None) -> Any:
+    """The ModelRequest of a causal-LM recipe (sft, qlora, dpo, grpo), LoRA settings included for providers that
+    patch LoRA themselves."""
+    from forge.models import ModelRequest
+
+    return ModelRequest(
+        model=config.model,
+        quantization="4bit" if load_in_4bit else None,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        max_seq_length=max_length,
+        gradient_checkpointing=config.gradient_checkpointing,
+        lora=lora_settings(config) if config.use_peft else None,
+    )
+
+
 def peft_config(config: LoraFields, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
-from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -19,8 +18,8 @@ from forge_hf import data as datasets_io
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
+    causal_lm_request,
     forge_callback,
-    lora_settings,
     peft_config,
     save_causal_lm,
     train_with_resume,
@@ -52,11 +51,7 @@ def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, An
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
     train_records, eval_records = prepare(ctx, config)
-    loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
-                                         trust_remote_code=config.trust_remote_code,
-                                         max_seq_length=config.max_length,
-                                         gradient_checkpointing=config.gradient_checkpointing,
-                                         lora=lora_settings(config) if config.use_peft else None))
+    loaded = ctx.load_model(causal_lm_request(config, max_length=config.max_length))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer

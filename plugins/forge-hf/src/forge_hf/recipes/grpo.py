@@ -15,7 +15,6 @@ import importlib
 from typing import Any
 
 from forge.artifacts import ArtifactResult
-from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field, field_validator
 
@@ -23,8 +22,8 @@ from forge_hf import data as datasets_io
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
+    causal_lm_request,
     forge_callback,
-    lora_settings,
     peft_config,
     save_causal_lm,
     train_with_resume,
@@ -78,10 +77,7 @@ def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
     rewards = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
-    loaded = ctx.load_model(ModelRequest(model=config.model, dtype=config.dtype,
-                                         trust_remote_code=config.trust_remote_code,
-                                         gradient_checkpointing=config.gradient_checkpointing,
-                                         lora=lora_settings(config) if config.use_peft else None))
+    loaded = ctx.load_model(causal_lm_request(config))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
 from forge.config import DataSource
-from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -21,8 +20,8 @@ from forge_hf import data as datasets_io
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
+    causal_lm_request,
     forge_callback,
-    lora_settings,
     peft_config,
     save_causal_lm,
     train_with_resume,
@@ -75,15 +74,7 @@ def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
 
 def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     train_records, eval_records, kind = prepare(ctx, config)
-    loaded = ctx.load_model(ModelRequest(
-        model=config.model,
-        quantization="4bit" if config.load_in_4bit else None,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-        max_seq_length=config.max_length,
-        gradient_checkpointing=config.gradient_checkpointing,
-        lora=lora_settings(config) if config.use_peft else None,
-    ))
+    loaded = ctx.load_model(causal_lm_request(config, config.load_in_4bit, config.max_length))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
