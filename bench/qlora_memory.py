@@ -2,12 +2,15 @@
 
     python bench/qlora_memory.py [--model smollm2-135m-instruct] [--steps 5]
 
-On CPU the peak is the process's resident set (ru_maxrss); it includes the Python/torch runtime common to both.
+On CPU the peak is the process's resident set (ru_maxrss): it includes the Python/torch runtime common to both and the
+moment the full-precision checkpoint is read before quantization. The model's own footprint after loading
+(transformers' get_memory_footprint, recorded in the manifest by the hf provider) is reported next to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -27,12 +30,14 @@ def main() -> None:
             measured = forge("run", "--recipe", recipe, "--model", args.model, "--set", f"max_steps={args.steps}",
                              "--set", "eval_split=0", "--set", "gradient_checkpointing=false", "--no-tracking",
                              "-o", run, cwd=work, peak_rss=True)
-            rows[recipe] = (measured["peak_rss_gib"], run_metrics(run)["train_runtime"])
+            footprint = json.loads((run / "forge.json").read_text())["provider"]["memory_footprint_mb"]
+            rows[recipe] = (measured["peak_rss_gib"], run_metrics(run)["train_runtime"], footprint)
     print(f"{args.model}, {args.steps} steps, LoRA r=16 all-linear, batch 4, CPU")
-    print(f"{'recipe':<8}{'peak RSS GiB':>14}{'train s':>10}")
-    for recipe, (rss, runtime) in rows.items():
-        print(f"{recipe:<8}{rss:>14.2f}{runtime:>10.1f}")
-    print(f"peak memory ratio (qlora/LoRA): {rows['qlora'][0] / rows['sft'][0]:.2f}")
+    print(f"{'recipe':<8}{'peak RSS GiB':>14}{'model MiB':>11}{'train s':>10}")
+    for recipe, (rss, runtime, footprint) in rows.items():
+        print(f"{recipe:<8}{rss:>14.2f}{footprint:>11.0f}{runtime:>10.1f}")
+    print(f"peak RSS ratio (qlora/LoRA): {rows['qlora'][0] / rows['sft'][0]:.2f}; "
+          f"model footprint ratio: {rows['qlora'][2] / rows['sft'][2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -205,5 +205,6 @@ def load(request: ModelRequest) -> LoadedModel:
         "dtype": str(dtype).removeprefix("torch."),
         "device": device,
         "quantization": "nf4-4bit" if request.quantization == "4bit" else None,
+        "memory_footprint_mb": round(model.get_memory_footprint() / 2**20, 1),
     })
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)

@@ -22,7 +22,13 @@ from forge.run.context import RunContext
 from pydantic import Field
 
 from forge_hf import data as datasets_io
-from forge_hf.recipes.common import TrainingFields, forge_callback, train_with_resume, training_arguments
+from forge_hf.recipes.common import (
+    TrainingFields,
+    forge_callback,
+    seed_everything,
+    train_with_resume,
+    training_arguments,
+)
 
 
 class ClassifyConfig(TrainingFields):
@@ -153,6 +159,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
                                         len(names))
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
 
+    seed_everything(config.seed)
     trainer = Trainer(
         model=loaded.model,
         args=TrainingArguments(**training_arguments(ctx, config, bool(held), loaded.model)),

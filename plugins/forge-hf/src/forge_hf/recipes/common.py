@@ -139,6 +139,15 @@ def _checkpointing(enabled: bool) -> dict[str, Any]:
     return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch right before a trainer is built: LoRA adapters are initialised while TRL's
+    trainers are constructed, before the Trainer seeds itself, so without this their starting point would depend on
+    whatever drew random numbers earlier in the process."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
 def forge_callback(ctx: RunContext) -> Any:
     """A TrainerCallback that reports logs to the run and stops (after a checkpoint) on Ctrl-C."""
     from transformers import TrainerCallback

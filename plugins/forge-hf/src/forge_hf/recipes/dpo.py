@@ -22,6 +22,7 @@ from forge_hf.recipes.common import (
     forge_callback,
     peft_config,
     save_causal_lm,
+    seed_everything,
     train_with_resume,
     training_arguments,
 )
@@ -58,6 +59,7 @@ def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
 
     args = DPOConfig(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
                      loss_type=[config.loss_type], max_length=config.max_length)
+    seed_everything(config.seed)
     trainer = DPOTrainer(
         model=loaded.model,
         args=args,

@@ -26,6 +26,7 @@ from forge_hf.recipes.common import (
     forge_callback,
     peft_config,
     save_causal_lm,
+    seed_everything,
     train_with_resume,
     training_arguments,
 )
@@ -92,6 +93,7 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     args = GRPOConfig(**arguments, num_generations=config.num_generations,
                       max_completion_length=config.max_completion_length, temperature=config.temperature,
                       beta=config.beta, reward_weights=config.reward_weights)
+    seed_everything(config.seed)
     trainer = GRPOTrainer(
         model=loaded.model,
         reward_funcs=rewards,

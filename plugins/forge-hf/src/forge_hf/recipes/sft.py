@@ -24,6 +24,7 @@ from forge_hf.recipes.common import (
     forge_callback,
     peft_config,
     save_causal_lm,
+    seed_everything,
     train_with_resume,
     training_arguments,
 )
@@ -100,6 +101,7 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         completion_only_loss=config.completion_only_loss if kind != "text" else None,
     )
     use_lora = config.use_peft and not loaded.lora_applied
+    seed_everything(config.seed)
     trainer = SFTTrainer(
         model=loaded.model,
         args=args,
