@@ -32,6 +32,8 @@ def main() -> None:
         logging_steps=5, logging_first_step=True, save_strategy="steps", save_steps=50, save_total_limit=2,
         seed=42, data_seed=42, report_to="none", optim="adamw_torch", use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(), max_length=1024, completion_only_loss=True,
+        # what forge's sft config says by default; TRL's own defaults are bf16 and gradient checkpointing on
+        bf16=False, fp16=False, gradient_checkpointing=False,
     )
     peft = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                       bias="none")

@@ -127,7 +127,8 @@ def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, 
 
 
 def _checkpointing(enabled: bool) -> dict[str, Any]:
-    """Activation (gradient) checkpointing, under whichever name this transformers version uses."""
+    """Activation (gradient) checkpointing, under whichever name this transformers version uses. Always explicit:
+    TRL's configs default it to on, which would silently slow every run whose config says off."""
     import dataclasses
 
     from transformers import TrainingArguments
@@ -135,7 +136,7 @@ def _checkpointing(enabled: bool) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     if not enabled:
-        return {}
+        return {prefix: False}
     return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
