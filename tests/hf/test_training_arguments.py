@@ -7,7 +7,6 @@ from pathlib import Path
 
 def test_gradient_checkpointing_off_means_off(tmp_path: Path):
     import trl
-
     from forge_hf.recipes.common import training_arguments
     from forge_hf.recipes.sft import SFTRecipeConfig
 
