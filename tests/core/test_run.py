@@ -185,3 +185,14 @@ def test_dry_run_prints_resolved_config_and_writes_nothing(forge_cli):
     assert "recipe: forge-testkit:descent" in result.stdout and "steps: 7" in result.stdout
     assert "seed: 42" in result.stdout
     assert list(forge_cli.cwd.iterdir()) == []
+
+
+def test_unusable_tracking_uri_is_one_line_and_marks_failed(forge_cli):
+    result = forge_cli("run", "--recipe", "descent", "--set", "steps=2", "-o", "r",
+                       env={"MLFLOW_TRACKING_URI": "nosuchscheme://nowhere"})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("forge: error: MLflow tracking to nosuchscheme://nowhere failed: ")
+    assert last.endswith("(set MLFLOW_TRACKING_URI, or pass --no-tracking)")
+    assert "Traceback" not in result.stderr
+    assert manifest(forge_cli.cwd / "r")["status"] == "failed"

@@ -283,7 +283,16 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
         from forge.tracking import Tracker
 
         previous = (manifest.data.get("mlflow") or {}).get("run_id") if resuming else None
-        tracker = Tracker(experiment="forge", run_name=run_dir.name, run_id=previous)
+        try:
+            tracker = Tracker(experiment="forge", run_name=run_dir.name, run_id=previous)
+        except Exception as exc:  # a bad MLFLOW_TRACKING_URI or an unreachable server is the user's to fix
+            from forge.tracking import tracking_uri
+
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = (f"MLflow tracking to {tracking_uri()} failed: {first} "
+                       "(set MLFLOW_TRACKING_URI, or pass --no-tracking)")
+            manifest.update(status="failed", error=message, pid=None, finished_at=_now())
+            raise ForgeError(message) from None
         manifest.update(mlflow={"tracking_uri": tracker.uri, "run_id": tracker.run_id})
         if not resuming:
             tracker.log_params({"recipe": plan.recipe.qualified, **plan.config.model_dump(mode="json")})

@@ -140,6 +140,23 @@ def _checkpointing(enabled: bool) -> dict[str, Any]:
     return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
+def trainer_inputs(ctx: RunContext, config: Any, loaded: Any, train_records: list[dict[str, Any]],
+                   eval_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What every TRL trainer of a causal-LM recipe takes: model, datasets, tokenizer, LoRA (unless the provider
+    applied it already) and the run-context callback. Seeds first: LoRA weights are initialised in the trainer."""
+    from datasets import Dataset
+
+    seed_everything(config.seed)
+    return {
+        "model": loaded.model,
+        "train_dataset": Dataset.from_list(train_records),
+        "eval_dataset": Dataset.from_list(eval_records) if eval_records else None,
+        "processing_class": loaded.tokenizer,
+        "peft_config": peft_config(config) if config.use_peft and not loaded.lora_applied else None,
+        "callbacks": [forge_callback(ctx)],
+    }
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch right before a trainer is built: LoRA adapters are initialised while TRL's
     trainers are constructed, before the Trainer seeds itself, so without this their starting point would depend on

@@ -19,11 +19,9 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    forge_callback,
-    peft_config,
     save_causal_lm,
-    seed_everything,
     train_with_resume,
+    trainer_inputs,
     training_arguments,
 )
 
@@ -54,21 +52,11 @@ def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
     train_records, eval_records = prepare(ctx, config)
     loaded = ctx.load_model(causal_lm_request(config, max_length=config.max_length))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
                      loss_type=[config.loss_type], max_length=config.max_length)
-    seed_everything(config.seed)
-    trainer = DPOTrainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=Dataset.from_list(train_records),
-        eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
-        processing_class=loaded.tokenizer,
-        peft_config=peft_config(config) if config.use_peft and not loaded.lora_applied else None,
-        callbacks=[forge_callback(ctx)],
-    )
+    trainer = DPOTrainer(args=args, **trainer_inputs(ctx, config, loaded, train_records, eval_records))
     result = train_with_resume(ctx, trainer)
     kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
     if ctx.should_stop:

@@ -23,11 +23,9 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    forge_callback,
-    peft_config,
     save_causal_lm,
-    seed_everything,
     train_with_resume,
+    trainer_inputs,
     training_arguments,
 )
 from forge_hf.rewards import BUILTINS, resolve_reward
@@ -80,7 +78,6 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     rewards = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
     loaded = ctx.load_model(causal_lm_request(config))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
-    from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     arguments = training_arguments(ctx, config, False, loaded.model)
@@ -93,16 +90,7 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     args = GRPOConfig(**arguments, num_generations=config.num_generations,
                       max_completion_length=config.max_completion_length, temperature=config.temperature,
                       beta=config.beta, reward_weights=config.reward_weights)
-    seed_everything(config.seed)
-    trainer = GRPOTrainer(
-        model=loaded.model,
-        reward_funcs=rewards,
-        args=args,
-        train_dataset=Dataset.from_list(records),
-        processing_class=loaded.tokenizer,
-        peft_config=peft_config(config) if config.use_peft and not loaded.lora_applied else None,
-        callbacks=[forge_callback(ctx)],
-    )
+    trainer = GRPOTrainer(args=args, reward_funcs=rewards, **trainer_inputs(ctx, config, loaded, records))
     result = train_with_resume(ctx, trainer)
     kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
     if ctx.should_stop:

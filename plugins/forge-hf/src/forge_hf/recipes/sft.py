@@ -21,11 +21,9 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    forge_callback,
-    peft_config,
     save_causal_lm,
-    seed_everything,
     train_with_resume,
+    trainer_inputs,
     training_arguments,
 )
 
@@ -77,7 +75,6 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     train_records, eval_records, kind = prepare(ctx, config)
     loaded = ctx.load_model(causal_lm_request(config, config.load_in_4bit, config.max_length))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = loaded.tokenizer
@@ -100,17 +97,7 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         padding_free=config.padding_free,
         completion_only_loss=config.completion_only_loss if kind != "text" else None,
     )
-    use_lora = config.use_peft and not loaded.lora_applied
-    seed_everything(config.seed)
-    trainer = SFTTrainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=Dataset.from_list(train_records),
-        eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
-        processing_class=tokenizer,
-        peft_config=peft_config(config) if use_lora else None,
-        callbacks=[forge_callback(ctx)],
-    )
+    trainer = SFTTrainer(args=args, **trainer_inputs(ctx, config, loaded, train_records, eval_records))
     result = train_with_resume(ctx, trainer)
     if ctx.should_stop:
         return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm")
