@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_every_hook_is_documented_for_plugin_authors():
     text = (DOCS / "writing-plugins.md").read_text()
     hooks = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
-    assert len(hooks) == 6
+    assert len(hooks) == 7
     for hook in hooks:
         assert f"`{hook}(register)`" in text, hook
         assert getattr(hookspecs, hook).__doc__, hook

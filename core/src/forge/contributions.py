@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from forge.artifacts import Artifact
+    from forge.evaluation import EvalRequest, EvalResult
     from forge.run.context import RunContext
 
 Ref = Any  # a callable/class, or "module:attribute"
@@ -136,6 +137,26 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Evaluator:
+    """An evaluation suite: ``evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult``.
+
+    ``accepts`` lists the artifact kinds it can evaluate; ``forge eval ARTIFACT --suite NAME`` runs it.
+    See :mod:`forge.evaluation` for the request and result types.
+    """
+
+    name: str
+    accepts: tuple[str, ...]
+    evaluate: Ref
+    summary: str = ""
+
+    kind = "evaluators"
+
+    def run(self, artifact: Artifact, request: EvalRequest) -> EvalResult:
+        result: EvalResult = resolve(self.evaluate)(artifact, request)
+        return result
+
+
+@dataclass(frozen=True)
 class Command:
     """An extra CLI command contributed by a plugin."""
 
@@ -147,12 +168,11 @@ class Command:
     kind = "commands"
 
 
-Contribution = Provider | Recipe | Template | Exporter | Server | Command
-KINDS: dict[str, type] = {
-    "providers": Provider,
-    "recipes": Recipe,
-    "templates": Template,
-    "exporters": Exporter,
-    "servers": Server,
-    "commands": Command,
-}
+CONTRIBUTION_TYPES: tuple[type, ...] = (Provider, Recipe, Template, Exporter, Server, Evaluator, Command)
+KINDS: dict[str, type] = {t.kind: t for t in CONTRIBUTION_TYPES}  # type: ignore[attr-defined]
+"""Contribution kinds by their plural name (``recipes``), each served by the hook ``register_<kind>``."""
+
+
+def singular(kind: str) -> str:
+    """``recipes`` -> ``recipe``: how a message names one contribution of ``kind``."""
+    return KINDS[kind].__name__.lower()

@@ -7,14 +7,17 @@ spec lists (new arguments are added over time and implementations opt into them)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 hookspec = pluggy.HookspecMarker("forge")
 
-Register = Callable[[Any], None]
+
+class Register(Protocol):
+    """What every hook receives: call it once per contribution. ``name`` is used by ``register_commands`` only."""
+
+    def __call__(self, item: Any, name: str | None = None) -> None: ...
 
 
 @hookspec
@@ -54,6 +57,14 @@ def register_servers(register: Register) -> None:
     """Register inference servers: ``register(forge.Server(name=..., accepts=(...), create_app=...))``.
 
     :param register: call once per :class:`forge.Server`; ``forge serve ARTIFACT`` picks one by artifact kind.
+    """
+
+
+@hookspec
+def register_evaluators(register: Register) -> None:
+    """Register evaluation suites: ``register(forge.Evaluator(name=..., accepts=(...), evaluate=...))``.
+
+    :param register: call once per :class:`forge.Evaluator`; ``forge eval ARTIFACT --suite NAME`` runs it.
     """
 
 

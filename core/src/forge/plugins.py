@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from forge import hookspecs
-from forge.contributions import KINDS, Command
+from forge.contributions import KINDS, Command, singular
 from forge.errors import NotFoundError, PluginError
 
 ENTRY_POINT_GROUP = "forge"
@@ -34,14 +34,6 @@ BUILTIN_MODULES = ("forge.default_plugins.templates",)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _HOOK_BY_KIND = {kind: f"register_{kind}" for kind in KINDS}
-SINGULAR = {
-    "providers": "provider",
-    "recipes": "recipe",
-    "templates": "template",
-    "exporters": "exporter",
-    "servers": "server",
-    "commands": "command",
-}
 
 
 @dataclass
@@ -101,7 +93,7 @@ class PluginSet:
 
     def get(self, kind: str, name: str) -> Registered:
         """Find a contribution by bare (``sft``) or qualified (``forge-hf:sft``) name, or raise a one-line error."""
-        what = SINGULAR[kind]
+        what = singular(kind)
         candidates = self.all(kind)
         if ":" in name:
             plugin, _, bare = name.partition(":")
@@ -132,7 +124,7 @@ class PluginSet:
         return None
 
     def _unknown_message(self, kind: str, name: str) -> str:
-        what = SINGULAR[kind]
+        what = singular(kind)
         names = sorted({r.name for r in self.all(kind)})
         message = f"unknown {what} '{name}'; available: {', '.join(names) if names else '(none installed)'}"
         close = difflib.get_close_matches(name.partition(":")[2] or name, names, n=1)
@@ -209,9 +201,9 @@ def _collect(pm: pluggy.PluginManager, plugin: object, info: PluginInfo) -> list
                     )
                 name_of: str = getattr(item, "name", "")
                 if not _NAME.match(name_of):
-                    raise PluginError(f"invalid {SINGULAR[_kind]} name {name_of!r} (use lowercase, digits, - . _)")
+                    raise PluginError(f"invalid {singular(_kind)} name {name_of!r} (use lowercase, digits, - . _)")
                 if any(r.name == name_of and r.item.kind == _kind for r in found):
-                    raise PluginError(f"{SINGULAR[_kind]} '{name_of}' registered twice")
+                    raise PluginError(f"{singular(_kind)} '{name_of}' registered twice")
                 found.append(Registered(info.name, item))
 
             arguments = {"register": register}

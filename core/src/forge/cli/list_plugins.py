@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from forge.contributions import KINDS
+from forge.contributions import KINDS, singular
 from forge.errors import ForgeError
 from forge.plugins import get_plugins
 
@@ -17,9 +17,9 @@ def list_plugins(
 ) -> None:
     """List installed plugins, their versions and contributions (broken plugins with their error)."""
     if kind is not None and kind not in KINDS:
-        singular = {k.rstrip("s"): k for k in KINDS}
-        if kind in singular:
-            kind = singular[kind]
+        by_singular = {singular(k): k for k in KINDS}
+        if kind in by_singular:
+            kind = by_singular[kind]
         else:
             raise ForgeError(f"--kind {kind}: unknown kind; choose from {', '.join(KINDS)}")
     plugins = get_plugins()

@@ -113,7 +113,7 @@ class RequestMetrics:
         return "\n".join(lines) + "\n"
 
 
-def create_app(title: str, settings: ServeSettings, ready: Callable[[], bool] = lambda: True,
+def create_base_app(title: str, settings: ServeSettings, ready: Callable[[], bool] = lambda: True,
                lifespan: Any = None) -> FastAPI:
     """A FastAPI app with forge's health, readiness, auth, limits, timeouts, metrics and error shape."""
     app = FastAPI(title=title, lifespan=lifespan)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import HTTPException
 from forge.artifacts import Artifact
-from forge.serving.app import create_app
+from forge.serving.app import create_base_app
 from forge.serving.batching import MicroBatcher
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field, StrictStr
@@ -83,6 +83,6 @@ def create_classifier_app(artifact: Artifact, settings: ServeSettings) -> Any:
         with torch.inference_mode():
             return softmax(model(**batch).logits.float().numpy())
 
-    app = create_app(f"forge sequence-classifier ({', '.join(labels)})", settings)
+    app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings)
     add_classifier_routes(app, labels, predict_probs, settings)
     return app

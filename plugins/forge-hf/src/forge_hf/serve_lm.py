@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from fastapi.responses import StreamingResponse
 from forge.artifacts import Artifact
-from forge.serving.app import create_app, error_response
+from forge.serving.app import create_base_app, error_response
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field
 
@@ -161,7 +161,7 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
         state["generator"] = Generator(model, tokenizer)
         yield
 
-    app = create_app(f"forge {artifact.kind}", settings, ready=lambda: "generator" in state, lifespan=lifespan)
+    app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "generator" in state, lifespan=lifespan)
     created = int(time.time())
 
     def check_model(requested: str | None) -> Any:

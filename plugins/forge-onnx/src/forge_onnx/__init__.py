@@ -17,5 +17,5 @@ def register_exporters(register):  # type: ignore[no-untyped-def]
 @forge.hookimpl
 def register_servers(register):  # type: ignore[no-untyped-def]
     register(forge.Server(name="onnxruntime", accepts=("onnx-sequence-classifier", "onnx-forecaster"),
-                          create_app="forge_onnx.serve:create_app",
+                          create_app="forge_onnx.serve:create_onnx_app",
                           summary="ONNX Runtime: /predict or /forecast, explicit threads, no spinning"))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from forge.artifacts import Artifact
 from forge.errors import ForgeError
-from forge.serving.app import create_app as create_base_app
+from forge.serving.app import create_base_app
 from forge.serving.settings import ServeSettings
 
 from forge_onnx.export import session
@@ -24,7 +24,7 @@ def threads() -> int:
     return int(os.environ.get("FORGE_ORT_THREADS", "0"))  # 0: onnxruntime's default, one per core
 
 
-def create_app(artifact: Artifact, settings: ServeSettings) -> Any:
+def create_onnx_app(artifact: Artifact, settings: ServeSettings) -> Any:
     ort_session = session(artifact.path / "model.onnx", threads())
     if artifact.kind == "onnx-sequence-classifier":
         return _classifier_app(artifact, ort_session, settings)

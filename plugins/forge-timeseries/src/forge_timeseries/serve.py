@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from fastapi import HTTPException
 from forge.artifacts import Artifact
-from forge.serving.app import create_app as create_base_app
+from forge.serving.app import create_base_app
 from forge.serving.batching import MicroBatcher
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,7 +74,7 @@ def window_from_request(request: ForecastRequest, spec: Any, tail: dict[str, Any
     return window, stamps[-1]
 
 
-def create_app(artifact: Artifact, settings: ServeSettings) -> Any:
+def create_forecast_app(artifact: Artifact, settings: ServeSettings) -> Any:
     """The torch server for ``forecaster`` artifacts."""
     from forge_timeseries.model import load_forecaster, predict
 

@@ -21,7 +21,7 @@ from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field
 
-from forge_hf import data as datasets_io
+from forge_hf import training_data
 from forge_hf.recipes.common import (
     TrainingFields,
     forge_callback,
@@ -46,7 +46,7 @@ class ClassifyConfig(TrainingFields):
 
 def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[str], list[str]]:
     """Texts, label ids, label names and record locations; every problem names file and line."""
-    rows = datasets_io.read_rows(config.data)
+    rows = training_data.read_rows(config.data)
     text_col, label_col = config.text_column, config.label_column
 
     def check(record: dict[str, Any]) -> str | None:
@@ -64,7 +64,7 @@ def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[st
             return f"field '{label_col}' must be a label name or an integer id"
         return None
 
-    datasets_io.validate(rows, check)
+    training_data.validate(rows, check)
     raw = [r[label_col] for r in rows.records]
     as_ints = all(isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) for v in raw)
     if as_ints:
@@ -135,7 +135,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
 
     texts, ids, names, _ = read_labelled(config)
     records = [{"text": t, "label": i} for t, i in zip(texts, ids, strict=True)]
-    train_records, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    train_records, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(records)} records, {len(names)} labels ({', '.join(names)}); "
             f"train {len(train_records)}, held out {len(held)}")
     loaded = ctx.load_model(ModelRequest(model=config.model, task="sequence-classification", dtype=config.dtype,
@@ -148,7 +148,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
 
     lengths = [len(x) for x in tokenizer([r["text"] for r in records], truncation=False)["input_ids"]]
     ctx.record(dataset={"format": "classification", "labels": names, "train_records": len(train_records),
-                        "eval_records": len(held), "tokens": datasets_io.length_stats(lengths),
+                        "eval_records": len(held), "tokens": training_data.length_stats(lengths),
                         "truncated": sum(n > config.max_length for n in lengths),
                         "label_counts": {n: ids.count(i) for i, n in enumerate(names)}})
     train_set = Dataset.from_list(train_records).map(tokenize, batched=True, remove_columns=["text"])

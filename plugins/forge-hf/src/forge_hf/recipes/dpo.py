@@ -14,7 +14,7 @@ from forge.artifacts import ArtifactResult
 from forge.run.context import RunContext
 from pydantic import Field
 
-from forge_hf import data as datasets_io
+from forge_hf import training_data
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
@@ -34,15 +34,15 @@ class DPORecipeConfig(TrainingFields, LoraFields):
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = datasets_io.read_rows(config.data)
-    datasets_io.validate(rows, datasets_io.check_fields("prompt", "chosen", "rejected"))
+    rows = training_data.read_rows(config.data)
+    training_data.validate(rows, training_data.check_fields("prompt", "chosen", "rejected"))
     records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.records]
     for record, where in zip(records, rows.where, strict=True):
         if isinstance(record["prompt"], list) != isinstance(record["chosen"], list):
             from forge.errors import DataError
 
             raise DataError(f"{where}: 'prompt' and 'chosen' must both be strings or both be message lists")
-    train, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(rows)} preference pairs from {rows.source}; train {len(train)}, eval {len(held)}")
     ctx.record(dataset={"format": "preference", "train_records": len(train), "eval_records": len(held)})
     return train, held

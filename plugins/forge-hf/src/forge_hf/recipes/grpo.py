@@ -18,7 +18,7 @@ from forge.artifacts import ArtifactResult
 from forge.run.context import RunContext
 from pydantic import Field, field_validator
 
-from forge_hf import data as datasets_io
+from forge_hf import training_data
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
@@ -61,12 +61,12 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
 
 
 def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
-    rows = datasets_io.read_rows(config.data)
+    rows = training_data.read_rows(config.data)
     if "messages" in rows.records[0]:
-        datasets_io.validate(rows, datasets_io.check_sft("messages"))
+        training_data.validate(rows, training_data.check_sft("messages"))
         records = [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
     else:
-        datasets_io.validate(rows, datasets_io.check_fields("prompt"))
+        training_data.validate(rows, training_data.check_fields("prompt"))
         records = rows.records
     ctx.log(f"data: {len(records)} prompts from {rows.source}")
     ctx.record(dataset={"format": "prompts", "train_records": len(records)})

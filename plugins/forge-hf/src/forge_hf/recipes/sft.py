@@ -16,7 +16,7 @@ from forge.config import DataSource
 from forge.run.context import RunContext
 from pydantic import Field
 
-from forge_hf import data as datasets_io
+from forge_hf import training_data
 from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
@@ -47,13 +47,13 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
 
 def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
-    rows = datasets_io.read_rows(config.data)
-    kind = datasets_io.detect_sft_format(rows)
-    datasets_io.validate(rows, datasets_io.check_sft(kind))
-    records = [datasets_io.to_prompt_completion(r) if kind == "messages" else r for r in rows.records]
+    rows = training_data.read_rows(config.data)
+    kind = training_data.detect_sft_format(rows)
+    training_data.validate(rows, training_data.check_sft(kind))
+    records = [training_data.to_prompt_completion(r) if kind == "messages" else r for r in rows.records]
     columns = ("prompt", "completion") if kind != "text" else ("text",)
     records = [{c: r[c] for c in columns} for r in records]
-    train, held = datasets_io.split_holdout(records, config.eval_split, config.seed)
+    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(rows)} records ({kind}) from {rows.source}; train {len(train)}, eval {len(held)}")
     return train, held, kind
 
@@ -86,7 +86,7 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         raise DataError(f"{config.data}: chat data needs a tokenizer with a chat template; {config.model} has none")
     lengths = token_lengths(tokenizer, train_records + eval_records)
     stats = {"format": kind, "train_records": len(train_records), "eval_records": len(eval_records),
-             "tokens": datasets_io.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
+             "tokens": training_data.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
     ctx.log(f"token lengths: {stats['tokens']}; {stats['truncated']} longer than max_length={config.max_length}")
     ctx.record(dataset=stats)
     args = SFTConfig(
