@@ -58,7 +58,36 @@ _EXPORTS = {
     "NotFoundError": "forge.errors",
 }
 
-__all__ = ["__version__", "hookimpl", *_EXPORTS]
+__all__ = [
+    "Artifact",
+    "ArtifactResult",
+    "Command",
+    "ConfigError",
+    "DataError",
+    "DataFile",
+    "DataSource",
+    "EvalRequest",
+    "EvalResult",
+    "Evaluator",
+    "Exporter",
+    "ForgeError",
+    "LoadedModel",
+    "ModelRequest",
+    "NotFoundError",
+    "OutputPath",
+    "PluginError",
+    "Provider",
+    "ProviderUnavailable",
+    "Recipe",
+    "RecipeConfig",
+    "Register",
+    "RunContext",
+    "ServeSettings",
+    "Server",
+    "Template",
+    "__version__",
+    "hookimpl",
+]
 
 
 def __getattr__(name: str) -> Any:

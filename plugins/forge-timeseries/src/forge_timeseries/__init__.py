@@ -22,5 +22,6 @@ def register_templates(register):  # type: ignore[no-untyped-def]
 
 @forge.hookimpl
 def register_servers(register):  # type: ignore[no-untyped-def]
-    register(forge.Server(name="forecast", accepts=("forecaster",), create_app="forge_timeseries.serve:create_forecast_app",
+    register(forge.Server(name="forecast", accepts=("forecaster",),
+                          create_app="forge_timeseries.serve:create_forecast_app",
                           summary="POST /forecast: the next horizon values with timestamps"))
