@@ -67,7 +67,8 @@ def test_every_recipe_field_is_documented():
     text = (DOCS / "recipes.md").read_text()
     recipes = load_plugins().all("recipes")
     shipped = [r for r in recipes if r.plugin in ("forge-hf", "forge-timeseries")]
-    assert {r.name for r in shipped} == {"sft", "qlora", "dpo", "grpo", "classify", "lstm-forecast"}
+    assert {r.name for r in shipped} == {"sft", "qlora", "dpo", "grpo", "classify", "lstm-forecast",
+                                            "stat-forecast"}
     for recipe in shipped:
         section = re.search(rf"## `{re.escape(recipe.name)}`(.*?)(\n## |\Z)", text, re.S)
         assert section, recipe.name

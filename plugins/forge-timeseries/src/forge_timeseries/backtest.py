@@ -153,7 +153,7 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
         bar.close()
 
     records: list[dict[str, Any]] = []
-    per_example: dict[str, list[float]] = {}
+    values_by_metric: dict[str, list[float]] = {}
     groups: list[int] = []
     in_training = 0
     for (index, k), output in zip(owners, outputs, strict=True):
@@ -179,7 +179,7 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
         seen = until is not None and series.timestamps[origin] <= pd.Timestamp(until)
         in_training += bool(seen)
         for name, value in row.items():
-            per_example.setdefault(name, []).append(value)
+            values_by_metric.setdefault(name, []).append(value)
         groups.append(index)
         records.append({
             "input": {"series": series.id, "origin": str(series.timestamps[origin]), "window": k,
@@ -193,6 +193,7 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
         request.log(f"warning: {in_training} of {len(records)} windows forecast data the artifact was trained on; "
                     "their errors are optimistic (evaluate on data after the training period)")
 
+    per_example: dict[str, Sequence[float]] = dict(values_by_metric)
     metrics = {name: float(np.mean(values)) for name, values in per_example.items()}
     base_mase = {name: metrics[f"{model_key(name)}_mase"] for name in baselines}
     best = min(base_mase, key=lambda m: base_mase[m])

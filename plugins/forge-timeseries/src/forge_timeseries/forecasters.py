@@ -236,8 +236,8 @@ def load(artifact: Artifact) -> Forecaster:
     if artifact.kind == "stat-forecaster":
         from forge_timeseries.statistical import load_stat_forecaster
 
-        spec, fitted = load_stat_forecaster(artifact.path)
-        return StatForecaster(spec, fitted, tails)
+        stat_spec, fitted = load_stat_forecaster(artifact.path)
+        return StatForecaster(stat_spec, fitted, tails)
     spec = ForecasterSpec.load(artifact.path)
     if artifact.kind == "onnx-forecaster":
         return WindowForecaster(artifact.kind, spec, tails, onnx_runner(artifact.path / "model.onnx"))

@@ -42,16 +42,16 @@ class TestReport:
 
 def build_report(splits: Sequence[SeriesSplit], forecasts: Sequence[dict[str, ModelForecast]], models: Sequence[str],
                  horizon: int) -> TestReport:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for split, by_model in zip(splits, forecasts, strict=True):
         actual = split.test_actuals(horizon)
         for name in models:
             fc = by_model[name]
-            metrics = scores(actual, fc.mean, split.scale)
+            metrics: dict[str, float] = scores(actual, fc.mean, split.scale)
             if fc.lower:
                 metrics.update(interval_scores(actual, fc.lower, fc.upper, split.scale))
             rows.append({"id": split.key, "model": name, **metrics})
-    aggregated = {name: aggregate([{k: v for k, v in r.items() if k not in ("id", "model")}
+    aggregated = {name: aggregate([{k: float(v) for k, v in r.items() if k not in ("id", "model")}
                                    for r in rows if r["model"] == name]) for name in models}
     return TestReport(list(models), rows, aggregated, list(splits), list(forecasts), horizon)
 

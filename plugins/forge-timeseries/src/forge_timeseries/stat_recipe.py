@@ -99,7 +99,7 @@ def train(ctx: RunContext, config: StatForecastConfig) -> ArtifactResult:
     forecasts: list[dict[str, ModelForecast]] = []
     for split, result in zip(splits, results, strict=True):
         n_val = len(split.val_origins)
-        by_model = {}
+        by_model: dict[str, ModelForecast] = {}
         for name in names:
             mean = result.mean[name][n_val:]
             if method == "conformal":

@@ -107,7 +107,7 @@ def _fit(name: str, season: int, y: np.ndarray) -> Any:
 def fit_and_forecast(task: SeriesTask) -> SeriesForecasts:
     """One series, every model of the task (see :class:`SeriesTask`)."""
     result = SeriesForecasts()
-    fallback: tuple[np.ndarray, ...] | None = None
+    fallback: tuple[np.ndarray, dict[float, np.ndarray], dict[float, np.ndarray]] | None = None
     for name in task.models:
         try:
             means, lowers, uppers = [], [], []
@@ -128,7 +128,7 @@ def fit_and_forecast(task: SeriesTask) -> SeriesForecasts:
             result.failures[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             if fallback is None:
                 fallback = _seasonal_naive_fallback(task)
-            result.mean[name], result.lower[name], result.upper[name] = fallback[0], fallback[1], fallback[2]
+            result.mean[name], result.lower[name], result.upper[name] = fallback
             if task.keep_params:
                 result.params[name] = _fit("SeasonalNaive", task.season, task.target[:task.fit_end]).model_
             continue
@@ -139,7 +139,8 @@ def fit_and_forecast(task: SeriesTask) -> SeriesForecasts:
     return result
 
 
-def _seasonal_naive_fallback(task: SeriesTask) -> Any:
+def _seasonal_naive_fallback(
+        task: SeriesTask) -> tuple[np.ndarray, dict[float, np.ndarray], dict[float, np.ndarray]]:
     model = _fit("SeasonalNaive", task.season, task.target[:task.fit_end])
     outs = [forecast_model(model, None if o == task.fit_end else task.target[:o], task.horizon, task.levels)
             for o in task.origins]
