@@ -3,6 +3,7 @@ wall time, on the classic series and on a generated panel of many series.
 
     python bench/forecast_baselines.py classic          # airline, CO2, sunspots from ../shared/data
     python bench/forecast_baselines.py panel-stat --series 1000
+    python bench/forecast_baselines.py panel-stat --series 1000 --models AutoETS,AutoTheta,SeasonalNaive
     python bench/forecast_baselines.py panel-lstm --series 1000
 
 classic: each series with horizon 12 (the last 12 months are the test split, the 12 before validation); the
@@ -87,7 +88,7 @@ def write_panel(path: Path, series: int, seed: int = 0) -> int:
     return rows
 
 
-def panel(part: str, series: int, epochs: int) -> None:
+def panel(part: str, series: int, epochs: int, models: str = "") -> None:
     """``panel-stat``: stat-forecast with its default models; ``panel-lstm``: one global LSTM (its report fits the
     default baselines per series too). Separate commands so each stays a few minutes on 2 cores."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,8 +97,9 @@ def panel(part: str, series: int, epochs: int) -> None:
         rows = write_panel(data, series)
         print(f"panel: {series} series, {rows} rows", flush=True)
         if part == "panel-stat":
+            chosen = ["--set", f"models=[{models}]"] if models else []
             wall = forge("run", "--recipe", "stat-forecast", "--data", data, "--set", "id_column=id", "--set",
-                         "horizon=12", "--no-tracking", "-o", work / "stat", cwd=work)["wall"]
+                         "horizon=12", *chosen, "--no-tracking", "-o", work / "stat", cwd=work)["wall"]
             s = manifest(work / "stat")
             print(f"stat-forecast: {wall:.0f} s in all (fit on the training parts + forecasts, then refit on all "
                   f"data); primary {s['primary_model']}; intervals {s['intervals']['method']}")
@@ -133,8 +135,9 @@ def main() -> None:
     parser.add_argument("part", choices=["classic", "panel-stat", "panel-lstm"])
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--models", default="", help="panel-stat: models to fit (default: stat-forecast's)")
     args = parser.parse_args()
-    classic() if args.part == "classic" else panel(args.part, args.series, args.epochs)
+    classic() if args.part == "classic" else panel(args.part, args.series, args.epochs, args.models)
 
 
 if __name__ == "__main__":

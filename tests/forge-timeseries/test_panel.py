@@ -103,3 +103,23 @@ def test_bad_panel_one_line(forge_cli, edit, message):
                        "-o", "r")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"forge: error: {forge_cli.cwd / message}"
+
+
+def test_stat_forecast_stops_cleanly_on_ctrl_c(forge_cli):
+    """The first Ctrl-C drops the remaining series (worker processes ignore it; the run stops them): exit 130, the
+    run is 'interrupted' and no artifact looks complete."""
+    import signal
+    import time
+
+    write_panel(forge_cli.cwd / "p.csv", n_series=120, n=60)
+    proc = forge_cli.popen("run", "--recipe", "stat-forecast", "--data", "p.csv", "--set", "id_column=store",
+                           "--set", "horizon=6", "--no-tracking", "-o", "r")
+    log = forge_cli.cwd / "r" / "run.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "statsforecast" in log.read_text()):
+        time.sleep(0.05)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    assert manifest(forge_cli.cwd / "r")["status"] == "interrupted"
+    assert not (forge_cli.cwd / "r" / "artifact" / "forge.json").exists()

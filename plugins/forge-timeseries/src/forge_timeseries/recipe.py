@@ -141,7 +141,7 @@ def fit_baselines(ctx: RunContext, splits: list[Any], names: tuple[str, ...], ho
     tasks = [SeriesTask(target=s.series.values[:, 0], fit_end=s.val_start, origins=s.test_origins, horizon=horizon,
                         season=season, models=names, levels=levels) for s in splits]
     bar = ctx.progress(total=len(tasks), desc="baselines")
-    results = run_tasks(tasks, jobs, on_done=bar.update)
+    results = run_tasks(tasks, jobs, on_done=bar.update, should_stop=lambda: ctx.should_stop)
     bar.close()
     failures = {s.key: r.failures for s, r in zip(splits, results, strict=True) if r.failures}
     if failures:
