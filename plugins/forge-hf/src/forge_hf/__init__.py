@@ -43,6 +43,8 @@ def register_recipes(register):  # type: ignore[no-untyped-def]
 def register_exporters(register):  # type: ignore[no-untyped-def]
     register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
                             summary="LoRA merged into its base: a plain transformers model"))
+    register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
+                            summary="GGUF for llama.cpp/Ollama (f16, bf16, q8_0, q4_0..q5_1), parity-checked"))
 
 
 @forge.hookimpl
