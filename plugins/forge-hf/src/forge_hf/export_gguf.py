@@ -163,8 +163,8 @@ def llama_cpp_figures(lm: CausalLM, path: Path, prompts: list[Prompt], expected:
                       reference_logits: list[Any]) -> dict[str, Any]:
     from forge_hf.llama_cpp_runtime import LlamaCppCausalLM
 
-    runtime = LlamaCppCausalLM(path, n_ctx=max(len(p.ids) + eos_budget(e) for p, e in zip(prompts, expected,
-                                                                                            strict=True)) + 8)
+    longest = max(len(p.ids) + eos_budget(e) for p, e in zip(prompts, expected, strict=True))
+    runtime = LlamaCppCausalLM(path, n_ctx=longest + 8, logits_all=True)
     matches = [runtime.tokenize(p.text) == lm.tokenizer(p.text, add_special_tokens=False)["input_ids"]
                for p in prompts]
     try:
