@@ -52,12 +52,14 @@ class OnnxCausalLM:
             raise ValueError(f"{self.directory / MODEL_FILE}: not a decoder with KV cache "
                              f"(inputs {list(inputs)}, outputs {outputs})")
         # the static cache dims (kv heads, head dim) come from the graph; batch and length are symbolic
+        # (the dynamo exporter may name a fixed dim by its value, "8", rather than give the int)
         self.cache_shapes = {}
         for name in self.past_names:
-            shape = inputs[name].shape
-            self.cache_shapes[name] = [d if isinstance(d, int) else None for d in shape]
-            if not (isinstance(shape[1], int) and isinstance(shape[3], int)):
-                raise ValueError(f"{self.directory / MODEL_FILE}: cache input {name} has no static head dims {shape}")
+            shape = [int(d) if isinstance(d, int) or str(d).isdigit() else None for d in inputs[name].shape]
+            if shape[1] is None or shape[3] is None:
+                raise ValueError(f"{self.directory / MODEL_FILE}: cache input {name} has no static head dims "
+                                 f"{inputs[name].shape}")
+            self.cache_shapes[name] = shape
         self.cache_dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
         self.has_attention_mask = "attention_mask" in inputs
         self.has_position_ids = "position_ids" in inputs
