@@ -178,7 +178,7 @@ def llama_cpp_figures(lm: CausalLM, path: Path, prompts: list[Prompt], expected:
 def modelfile(gguf_name: str, stops: list[str], sampling: dict[str, Any]) -> str:
     """An Ollama Modelfile for the export (``ollama create NAME -f Modelfile``). Ollama reads the chat template
     from the GGUF; the stop tokens and sampling defaults are repeated here so they show and can be edited."""
-    lines = [f"# ollama create my-model -f Modelfile && ollama run my-model", f"FROM ./{gguf_name}"]
+    lines = ["# ollama create my-model -f Modelfile && ollama run my-model", f"FROM ./{gguf_name}"]
     lines += [f'PARAMETER stop "{stop}"' for stop in stops]
     names = {"temp": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
              "penalty_repeat": "repeat_penalty"}
@@ -189,7 +189,8 @@ def modelfile(gguf_name: str, stops: list[str], sampling: dict[str, Any]) -> str
 def export(artifact: forge.Artifact, output_dir: Path, options: dict[str, Any]) -> forge.ArtifactResult:
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
-        raise forge.ForgeError(f"--set {unknown[0]}: the gguf exporter takes {', '.join(sorted(OPTIONS - {'quantize'}))}")
+        takes = ", ".join(sorted(OPTIONS - {"quantize"}))
+        raise forge.ForgeError(f"--set {unknown[0]}: the gguf exporter takes {takes}")
     quantize = check_quant_type(str(options.get("quantize") or "f16"))
     limit = limits(options, quantize)
     check_architecture(model_type(artifact))  # before any weight is loaded

@@ -122,7 +122,7 @@ def tokenizer_spec(tokenizer: Any, vocab_size: int) -> TokenizerSpec:
     for text, index in vocab.items():
         tokens[index] = text
         types[index] = int(TokenType.NORMAL)
-    for content, token in added.items():
+    for token in added.values():
         types[int(token["id"])] = int(TokenType.CONTROL if token.get("special") else TokenType.USER_DEFINED)
     merges = _merges(model)
     if not byte_fallback and "ByteLevel" in decoders:

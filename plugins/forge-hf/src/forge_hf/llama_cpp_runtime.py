@@ -66,17 +66,20 @@ class LlamaCppCausalLM:
         return self.llm.scores[: len(ids)].copy()
 
     def stream(self, prompt_ids: Sequence[int], max_new_tokens: int = 256, temperature: float = 0.0,
-               top_p: float = 1.0, top_k: int = 0, seed: int | None = None) -> Iterator[int]:
+               top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
+               stop_ids: Sequence[int] | None = None) -> Iterator[int]:
         """Yield new token ids: greedy at temperature 0, else llama.cpp's top-k/top-p sampler. Stops after an
-        end-of-generation token (yielded) or ``max_new_tokens``."""
+        end-of-generation token (yielded; ``stop_ids`` replaces llama.cpp's own set, ``[]`` never stops) or
+        ``max_new_tokens``."""
+        stops = None if stop_ids is None else {int(i) for i in stop_ids}
         if seed is not None:
             self.llm.set_seed(seed)
-        generated = 0
-        for token in self.llm.generate(list(prompt_ids), temp=temperature, top_p=top_p, top_k=top_k, min_p=0.0,
-                                       repeat_penalty=1.0, reset=True):
+        tokens = self.llm.generate(list(prompt_ids), temp=temperature, top_p=top_p, top_k=top_k, min_p=0.0,
+                                   repeat_penalty=1.0, reset=True)
+        for generated, token in enumerate(tokens, start=1):
             yield int(token)
-            generated += 1
-            if self.is_stop(token) or generated >= max_new_tokens:
+            stop = self.is_stop(token) if stops is None else int(token) in stops
+            if stop or generated >= max_new_tokens:
                 return
 
     def generate(self, prompt_ids: Sequence[int], max_new_tokens: int = 256, **sampling: Any) -> list[int]:

@@ -71,7 +71,7 @@ def trace_decoder(model: Any, tokenizer: Any, opset: int | None) -> Any:
         tokenizer.padding_side = side
     decoder, inputs = decompose_for_generation(model, sample, multi_token_decode=True)["decode"]
     config = OnnxConfig(dynamic=True, opset_version=opset)
-    return OnnxExporter().export(decoder, inputs, config).program
+    return OnnxExporter().export(decoder, inputs, config).program  # type: ignore[arg-type]  # a PreTrainedModel
 
 
 def save_onnx(program: Any, path: Path) -> None:

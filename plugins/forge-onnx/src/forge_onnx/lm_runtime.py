@@ -66,7 +66,7 @@ class OnnxCausalLM:
         self.stop_ids = _stop_ids(self.directory)
 
     def empty_cache(self, batch: int = 1) -> dict[str, np.ndarray]:
-        return {name: np.zeros((batch, shape[1], 0, shape[3]), dtype=self.cache_dtype)
+        return {name: np.zeros((batch, int(shape[1] or 0), 0, int(shape[3] or 0)), dtype=self.cache_dtype)
                 for name, shape in self.cache_shapes.items()}
 
     def forward(self, ids: Sequence[int], cache: dict[str, np.ndarray], past_length: int
