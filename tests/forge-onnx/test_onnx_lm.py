@@ -69,8 +69,8 @@ def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
     assert runtime.generate(ids, max_new_tokens=16) == reference
     stream = runtime.stream(ids, max_new_tokens=16)
     assert next(stream) == reference[0]
-    forced = runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[1]])
-    assert forced == reference[:2]  # the stop token is yielded, then the loop ends
+    assert runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[0]]) == reference[:1]  # yielded, then stop
+    assert len(runtime.generate(ids, max_new_tokens=5, stop_ids=[])) == 5
     sampled = runtime.generate(ids, max_new_tokens=10, temperature=0.8, top_p=0.9, top_k=20, seed=7)
     assert sampled == runtime.generate(ids, max_new_tokens=10, temperature=0.8, top_p=0.9, top_k=20, seed=7)
     assert all(0 <= t < lm.model.config.vocab_size for t in sampled)
