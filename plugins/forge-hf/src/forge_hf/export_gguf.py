@@ -36,10 +36,11 @@ from forge_hf.gguf_file import FLOAT_TYPES, check_architecture, check_quant_type
 OPTIONS = {"quantize", "tolerance", "min_token_agreement", "samples", "max_new_tokens", "prompts", "require_eos",
            "name", "llama_cpp"}
 # Max abs logit difference against the merged fp32 model, per file type (transformers dequantizes to fp32, so this
-# is the weights' rounding; SmolLM2-135M measures ~0.02 for f16 and ~0.3 for bf16, see docs/export.md).
+# is the weights' rounding; SmolLM2-135M measures 0.15 for f16 and 0.73 for bf16, see docs/export.md).
 TOLERANCE = {"f32": 1e-3, "f16": 0.25, "bf16": 1.5}
 # Share of greedy tokens the export must predict as the merged model does (teacher-forced on its continuation).
-MIN_TOKEN_AGREEMENT = {"f32": 0.99, "f16": 0.98, "bf16": 0.95, "q8_0": 0.95, "q5_1": 0.85, "q5_0": 0.85,
+# q8_0 measures 94-98% on SmolLM2-135M (llama.cpp and transformers alike); 0.9 catches a broken file, not rounding.
+MIN_TOKEN_AGREEMENT = {"f32": 0.99, "f16": 0.98, "bf16": 0.95, "q8_0": 0.9, "q5_1": 0.85, "q5_0": 0.85,
                        "q4_1": 0.8, "q4_0": 0.8}
 
 
