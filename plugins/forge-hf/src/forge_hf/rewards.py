@@ -66,7 +66,7 @@ def resolve_reward(name: str, format_pattern: str, target_length: int) -> Reward
         return length_reward(target_length)
     if name == "answer":
         return answer_match
-    from forge.contributions import resolve
+    from forge.dotted import resolve
 
     function = resolve(name)
     if not callable(function):

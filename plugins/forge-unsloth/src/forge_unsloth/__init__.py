@@ -16,4 +16,5 @@ def register_providers(register):  # type: ignore[no-untyped-def]
         available="forge_unsloth.availability:unavailable_reason",
         summary="Unsloth FastLanguageModel: 4-bit, fast LoRA, less memory (GPU)",
         priority=20,
+        tasks=("causal-lm",),
     ))
