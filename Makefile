@@ -22,10 +22,10 @@ $(STAMP): $(DEPS) constraints-dev.txt
 	touch $(STAMP)
 
 # The main job: fine-tune the packaged SmolLM2-135M-Instruct on the packaged example chat data (LoRA, CPU ok),
-# tracked to ./mlflow.db, then merge the adapter into a plain transformers model.
+# tracked to ./mlflow.db; the run directory (adapter, manifest, metrics.png) is printed at the end.
 demo: $(STAMP)
-	$(FORGE) run --recipe sft --output-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
-	@echo "next: $(FORGE) export runs/<run> --format merged ; $(FORGE) serve runs/<run>"
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S) && $(FORGE) run --recipe sft --output-dir $$run && \
+	echo "next: $(FORGE) export $$run --format merged   |   $(FORGE) serve $$run   |   $(FORGE) eval $$run --suite perplexity"
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -39,7 +39,8 @@ def quiet_libraries() -> None:
     for library in _LIBRARIES:
         for category in (FutureWarning, DeprecationWarning, UserWarning):
             warnings.filterwarnings("ignore", category=category, module=rf"{library}(\..*)?$")
-    for name in ("alembic", "mlflow", "httpx", "urllib3", "datasets", "transformers", "accelerate"):
+    for name in ("alembic", "mlflow", "httpx", "urllib3", "datasets", "transformers", "accelerate", "bitsandbytes",
+                 "peft", "trl", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if "datasets" in sys.modules:  # imported already: its environment switch was read at import
         sys.modules["datasets"].disable_progress_bars()

@@ -40,6 +40,12 @@ def latest_checkpoint(directory: Path) -> tuple[Path, int] | None:
     return best
 
 
+_SHORT = {"learning_rate": "lr", "train_loss": "train loss", "eval_loss": "eval loss",
+          "mean_token_accuracy": "token acc", "eval_mean_token_accuracy": "eval token acc"}
+# Logged and plotted, but left out of the one-line summary a person reads at each logging step.
+_NOT_SHOWN = ("entropy", "num_tokens", "_runtime", "_per_second", "epoch", "total_flos")
+
+
 class RunContext:
     """The run a recipe executes in.
 
@@ -83,16 +89,26 @@ class RunContext:
         """A line for the person watching (stderr) and for ``run.log``."""
         if self._log is None:
             return
+        from tqdm import tqdm
+
         stamp = time.strftime("%H:%M:%S")
-        print(f"[forge {stamp}] {message}", file=sys.stderr, flush=True)
+        tqdm.write(f"[forge {stamp}] {message}", file=sys.stderr)  # above an active progress bar, not through it
+        sys.stderr.flush()
         self._log.write(f"{stamp} {message}\n")
         self._log.flush()
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end), the manifest's last values."""
-        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, show: bool = False,
+                    total: int | None = None) -> None:
+        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end), the manifest's last values.
+        ``show`` also prints them as one compact line (``step 20/100 · loss 1.234 · lr 0.0002``)."""
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if not clean or not self.is_main:
             return
+        if show:
+            where = f"step {step}/{total}" if step is not None and total else f"step {step}" if step is not None else ""
+            shown = [f"{_SHORT.get(k, k)} {v:.4g}" for k, v in clean.items() if not k.endswith(_NOT_SHOWN)]
+            if shown:
+                self.log(" · ".join([where, *shown]).strip(" ·"))
         self.metrics.update(clean)
         with self._metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
@@ -113,11 +129,13 @@ class RunContext:
         if self._on_record is not None and self.is_main:
             self._on_record(facts)
 
-    def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "") -> Any:
-        """A progress bar on stderr (tqdm)."""
-        from tqdm.auto import tqdm
+    def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "",
+                 initial: int = 0, unit: str = "it") -> Any:
+        """forge's progress bar on stderr (tqdm); silent on ranks > 0."""
+        from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, file=sys.stderr)
+        return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
+                    file=sys.stderr, disable=not self.is_main, leave=True)
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:

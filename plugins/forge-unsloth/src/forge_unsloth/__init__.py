@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 @forge.hookimpl
-def register_providers(register):  # type: ignore[no-untyped-def]
+def register_providers(register: forge.Register) -> None:
     register(forge.Provider(
         name="unsloth",
         load="forge_unsloth.provider:load",

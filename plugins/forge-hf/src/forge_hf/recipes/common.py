@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forge.config import DataSource, RecipeConfig
+from forge.console import verbose
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -116,7 +117,7 @@ def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, 
         "ddp_find_unused_parameters": False,
         "optim": config.optim,
         "report_to": "none",  # forge tracks to MLflow itself, in the run's own MLflow run
-        "disable_tqdm": False,
+        "disable_tqdm": not verbose(),  # forge shows its own progress bar and one line per logging step
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
         "fsdp": config.fsdp,
@@ -167,23 +168,50 @@ def seed_everything(seed: int) -> None:
 
 
 def forge_callback(ctx: RunContext) -> Any:
-    """A TrainerCallback that reports logs to the run and stops (after a checkpoint) on Ctrl-C."""
+    """A TrainerCallback that reports logs to the run (MLflow, metrics.jsonl, one compact line per logging step),
+    shows forge's progress bar, and stops (after a checkpoint) on Ctrl-C."""
     from transformers import TrainerCallback
 
-    class ForgeCallback(TrainerCallback):  # type: ignore[misc]
+    class ForgeCallback(TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero and not verbose():
+                self.bar = ctx.progress(total=state.max_steps, initial=state.global_step, desc="training",
+                                        unit="step")
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if state.is_world_process_zero and logs:
-                ctx.log_metrics({k: v for k, v in logs.items() if k != "total_flos"}, step=state.global_step)
+                ctx.log_metrics({k: v for k, v in logs.items() if k not in QUIET_LOGS}, step=state.global_step,
+                                show=True, total=state.max_steps)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
             if ctx.should_stop:
                 control.should_save = True
                 control.should_training_stop = True
 
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
     return ForgeCallback()
 
 
+# Trainer log keys that are bookkeeping, not metrics a person reads or plots.
+QUIET_LOGS = {"total_flos", "epoch"}
+
+
 def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
+    """``trainer.train()`` from the run's checkpoint, if any. Unless verbose, the Trainer's own printing of every
+    log dict is removed: forge's callback prints them as one compact line."""
+    if not verbose():
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     resume = str(ctx.resume_from) if ctx.resume_from is not None else None
     return trainer.train(resume_from_checkpoint=resume)
 
