@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
           docs/example-plugin/pyproject.toml
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench docs clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Regenerate the reference tables in docs/ (recipe fields) from the code; the tests fail when they are stale.
+docs: $(STAMP)
+	$(PY) docs/reference.py
 
 bench: $(STAMP)
 	$(PY) bench/cli_startup.py
