@@ -41,9 +41,20 @@ def latest_checkpoint(directory: Path) -> tuple[Path, int] | None:
 
 
 _SHORT = {"learning_rate": "lr", "train_loss": "train loss", "eval_loss": "eval loss",
-          "mean_token_accuracy": "token acc", "eval_mean_token_accuracy": "eval token acc"}
+          "mean_token_accuracy": "token acc", "eval_mean_token_accuracy": "eval token acc",
+          "tokens_per_s": "tok/s", "samples_per_s": "samples/s", "padding_share": "padding", "mfu": "MFU",
+          "gpu_peak_allocated_gib": "GPU GiB"}
+_PERCENT = ("padding_share", "mfu")
 # Logged and plotted, but left out of the one-line summary a person reads at each logging step.
-_NOT_SHOWN = ("entropy", "num_tokens", "_runtime", "_per_second", "epoch", "total_flos")
+_NOT_SHOWN = ("entropy", "num_tokens", "_runtime", "_per_second", "epoch", "total_flos", "gpu_peak_reserved_gib")
+
+
+def _shown(key: str, value: float) -> str:
+    if key in _PERCENT:
+        return f"{value:.1%}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 class RunContext:
@@ -106,7 +117,7 @@ class RunContext:
             return
         if show:
             where = f"step {step}/{total}" if step is not None and total else f"step {step}" if step is not None else ""
-            shown = [f"{_SHORT.get(k, k)} {v:.4g}" for k, v in clean.items() if not k.endswith(_NOT_SHOWN)]
+            shown = [f"{_SHORT.get(k, k)} {_shown(k, v)}" for k, v in clean.items() if not k.endswith(_NOT_SHOWN)]
             if shown:
                 self.log(" · ".join([where, *shown]).strip(" ·"))
         self.metrics.update(clean)

@@ -24,6 +24,8 @@ from pydantic import Field
 from forge_hf import training_data
 from forge_hf.recipes.common import (
     TrainingFields,
+    attention,
+    check_device,
     forge_callback,
     seed_everything,
     train_with_resume,
@@ -138,9 +140,13 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     train_records, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(records)} records, {len(names)} labels ({', '.join(names)}); "
             f"train {len(train_records)}, held out {len(held)}")
-    loaded = ctx.load_model(ModelRequest(model=config.model, task="sequence-classification", dtype=config.dtype,
-                                         trust_remote_code=config.trust_remote_code,
-                                         options={"labels": names}))
+    check_device(config)
+    implementation = attention(config)
+    loaded = ctx.load_model(ModelRequest(
+        model=config.model, task="sequence-classification", dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
+                                     else {})}))
     tokenizer = loaded.tokenizer
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
