@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
           docs/example-plugin/pyproject.toml
 
-.PHONY: install demo test lint bench clean llama-cpp
+.PHONY: install demo test lint bench docs clean llama-cpp
 
 install: $(STAMP)
 
@@ -22,10 +22,10 @@ $(STAMP): $(DEPS) constraints-dev.txt
 	touch $(STAMP)
 
 # The main job: fine-tune the packaged SmolLM2-135M-Instruct on the packaged example chat data (LoRA, CPU ok),
-# tracked to ./mlflow.db, then merge the adapter into a plain transformers model.
+# tracked to ./mlflow.db; the run directory (adapter, manifest, metrics.png) is printed at the end.
 demo: $(STAMP)
-	$(FORGE) run --recipe sft --output-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
-	@echo "next: $(FORGE) export runs/<run> --format merged ; $(FORGE) serve runs/<run>"
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S) && $(FORGE) run --recipe sft --output-dir $$run && \
+	echo "next: $(FORGE) export $$run --format merged   |   $(FORGE) serve $$run   |   $(FORGE) eval $$run --suite perplexity"
 
 # Optional: llama-cpp-python (PyPI has only its sdist, which compiles llama.cpp: ~5 min on 2 cores). Portable CPU
 # flags, AMX off: a native build on a VM whose CPU reports AMX crashes in every quantized matmul (docs/export.md).
@@ -43,6 +43,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Regenerate the reference tables in docs/ (recipe fields) from the code; the tests fail when they are stale.
+docs: $(STAMP)
+	$(PY) docs/reference.py
 
 bench: $(STAMP)
 	$(PY) bench/cli_startup.py

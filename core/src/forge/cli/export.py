@@ -9,8 +9,9 @@ import typer
 
 import forge
 from forge.artifacts import Artifact, ArtifactResult, staged_directory, write_artifact_manifest
+from forge.contributions import Registered
 from forge.errors import ForgeError, NotFoundError
-from forge.plugins import PluginSet, Registered, get_plugins
+from forge.plugins import PluginSet, get_plugins
 
 
 def pick_exporter(plugins: PluginSet, name: str, kind: str) -> Registered:

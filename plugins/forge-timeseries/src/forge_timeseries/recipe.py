@@ -177,7 +177,12 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
         bar.set_postfix(train=f"{total / len(tx):.4f}", val=f"{val_loss:.4f}")
         stop_early = progress["bad_epochs"] >= config.patience
         if epoch % config.checkpoint_every == 0 or ctx.should_stop or stop_early:
-            ctx.save_checkpoint(epoch, lambda d, b=best: _save_state(d, model, optimizer, b, generator, progress))
+            snapshot = dict(best)
+
+            def write(directory: Path, best_state: dict[str, Any] = snapshot) -> None:
+                _save_state(directory, model, optimizer, best_state, generator, progress)
+
+            ctx.save_checkpoint(epoch, write)
         if ctx.should_stop:
             bar.close()
             return ArtifactResult(kind="forecaster")
