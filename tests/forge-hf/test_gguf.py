@@ -77,7 +77,7 @@ def test_gguf_export_of_a_lora_run(forge_cli, tiny_sft_run):
     assert parity["prompt_source"].startswith("heldout.jsonl")
     figures = parity["transformers"]
     assert figures["prompts"] >= 1 and figures["positions"] > 0 and figures["tokenizer_match"] == 1.0
-    assert figures["token_agreement"] >= parity["min_token_agreement"] == 0.95
+    assert figures["token_agreement"] >= parity["min_token_agreement"] == 0.9
     assert figures["eos_kept"] == figures["eos_reference"]
     if importlib.util.find_spec("llama_cpp") is None:
         assert "not installed" in parity["llama_cpp"]["skipped"]
@@ -202,10 +202,10 @@ def test_smollm_q8_0_gguf_passes_parity(forge_cli, smollm_sft_run):
     forge_cli("export", smollm_sft_run, "--format", "gguf", "--quantize", "q8_0", check=True, timeout=900)
     m = manifest(smollm_sft_run / "exports" / "gguf-q8_0")
     figures = m["parity"]["transformers"]
-    assert figures["tokenizer_match"] == 1.0 and figures["token_agreement"] >= 0.95
+    assert figures["tokenizer_match"] == 1.0 and figures["token_agreement"] >= 0.9
     assert figures["eos_reference"] > 0 and figures["eos_kept"] == figures["eos_reference"]
     assert m["gguf"]["architecture"] == "llama" and m["gguf"]["tensor_types"]["Q8_0"] > 200
     if importlib.util.find_spec("llama_cpp") is not None:
         cpp = m["parity"]["llama_cpp"]
-        assert cpp["tokenizer_match"] == 1.0 and cpp["token_agreement"] >= 0.95
+        assert cpp["tokenizer_match"] == 1.0 and cpp["token_agreement"] >= 0.9
         assert cpp["eos_kept"] == cpp["eos_reference"]
