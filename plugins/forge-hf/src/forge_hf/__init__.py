@@ -43,6 +43,8 @@ def register_recipes(register: forge.Register) -> None:
 def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
                             summary="LoRA merged into its base: a plain transformers model"))
+    register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
+                            summary="GGUF for llama.cpp/Ollama (f16, bf16, q8_0, q4_0..q5_1), parity-checked"))
 
 
 @forge.hookimpl

@@ -9,9 +9,10 @@ __version__ = "0.1.0"
 
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
-    register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster"),
+    register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster", "causal-lm",
+                                                            "causal-lm-adapter"),
                             export="forge_onnx.export:export",
-                            summary="ONNX fp32 or int8 (--quantize int8), parity-checked"))
+                            summary="ONNX fp32 or int8 (--quantize int8), parity-checked; LMs with KV cache"))
 
 
 @forge.hookimpl

@@ -302,9 +302,13 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
     return result
 
 
+HELDOUT_KEPT = 200  # held-out records kept beside the model: exporters check their parity on them
+
+
 def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, loaded_info: dict[str, Any],
-                   adapter: bool) -> dict[str, Any]:
-    """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config."""
+                   adapter: bool, heldout: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config, and
+    the first held-out records (``heldout.jsonl``, never trained on) that exports are parity-checked against."""
     out: Path = ctx.artifact_dir
     if not ctx.is_main:
         return {}
@@ -317,6 +321,12 @@ def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, l
     )
     if generation is not None:
         generation.save_pretrained(out)
+    if heldout:
+        import json
+
+        with (out / "heldout.jsonl").open("w", encoding="utf-8") as handle:
+            for record in heldout[:HELDOUT_KEPT]:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     extra: dict[str, Any] = {
         "base_model": config.model,
         "base_model_source": loaded_info.get("model_source"),

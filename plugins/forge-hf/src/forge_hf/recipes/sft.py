@@ -121,7 +121,8 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         evaluation = trainer.evaluate()
         metrics["eval_loss"] = float(evaluation["eval_loss"])
         ctx.log_metrics({"eval_loss": metrics["eval_loss"]}, step=trainer.state.global_step)
-    extra = save_causal_lm(ctx, trainer, tokenizer, config, loaded.info, adapter=config.use_peft)
+    extra = save_causal_lm(ctx, trainer, tokenizer, config, loaded.info, adapter=config.use_peft,
+                           heldout=eval_records)
     if config.load_in_4bit:
         extra["quantization"] = "nf4-4bit base (adapter trained against it; merge onto the full-precision base)"
     return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm", metrics=metrics, extra=extra)
