@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
           docs/example-plugin/pyproject.toml
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench docs clean llama-cpp
 
 install: $(STAMP)
 
@@ -22,10 +22,20 @@ $(STAMP): $(DEPS) constraints-dev.txt
 	touch $(STAMP)
 
 # The main job: fine-tune the packaged SmolLM2-135M-Instruct on the packaged example chat data (LoRA, CPU ok),
-# tracked to ./mlflow.db, then merge the adapter into a plain transformers model.
+# tracked to ./mlflow.db; the run directory (adapter, manifest, metrics.png) is printed at the end.
 demo: $(STAMP)
-	$(FORGE) run --recipe sft --output-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
-	@echo "next: $(FORGE) export runs/<run> --format merged ; $(FORGE) serve runs/<run>"
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S) && $(FORGE) run --recipe sft --output-dir $$run && \
+	echo "next: $(FORGE) export $$run --format merged   |   $(FORGE) serve $$run   |   $(FORGE) eval $$run --suite perplexity"
+
+# Optional: llama-cpp-python (PyPI has only its sdist, which compiles llama.cpp: ~5 min on 2 cores). Portable CPU
+# flags, AMX off: a native build on a VM whose CPU reports AMX crashes in every quantized matmul (docs/export.md).
+# With it, GGUF exports are also parity-checked through llama.cpp and its tests run instead of being skipped.
+LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+                   -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+                   -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+llama-cpp: $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(PY) -m pip install -q -c constraints-dev.txt "llama-cpp-python>=0.3,<0.4"
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -33,6 +43,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Regenerate the reference tables in docs/ (recipe fields) from the code; the tests fail when they are stale.
+docs: $(STAMP)
+	$(PY) docs/reference.py
 
 bench: $(STAMP)
 	$(PY) bench/cli_startup.py

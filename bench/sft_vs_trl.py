@@ -4,7 +4,8 @@
 
 Both run as fresh processes, alternating, so they share the machine's state. Reported: median wall-clock (process
 start to finish: imports, model load, training, saving), the Trainer's own train_runtime, their ratios
-(goal ≤ 1.02) and the final training loss of each (they should be equal).
+(goal ≤ 1.02) and the final training loss of each (they should be equal). forge runs with `packing=false`, the
+baseline's setting (forge packs by default on a GPU), so both train exactly the same batches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def run_forge(model_dir: str, data: str, steps: int, work: Path, tracking: bool)
     out = work / f"forge-{time.time_ns()}"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "forge", "run", "--recipe", "sft", "--model", model_dir, "--data", data,
-                    "--set", f"max_steps={steps}", "--set", "eval_split=0", "-o", str(out),
+                    "--set", f"max_steps={steps}", "--set", "eval_split=0", "--set", "packing=false", "-o", str(out),
                     "--tracking" if tracking else "--no-tracking"],
                    check=True, capture_output=True, cwd=work)
     wall = time.perf_counter() - start
@@ -48,7 +49,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--data", default=None, help="chat JSONL (default: forge-hf's packaged example)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-first", action="store_true", help="leave the first repeat out of the medians")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from forge_hf.provider import resolve_model
     from forge_hf.recipes.sft import EXAMPLE_CHAT
@@ -58,10 +60,15 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {"trl": [], "forge": [], "forge (no tracking)": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             rows["trl"].append(run_trl(model_dir, data, args.steps, work))
             rows["forge"].append(run_forge(model_dir, data, args.steps, work, tracking=True))
             rows["forge (no tracking)"].append(run_forge(model_dir, data, args.steps, work, tracking=False))
+            for name, runs in rows.items():  # every run, in order: shows a first-run effect if there is one
+                print(f"repeat {repeat + 1} {name}: wall {runs[-1]['wall']:.2f} s, "
+                      f"train_runtime {runs[-1]['train_runtime']:.2f} s", flush=True)
+    if args.skip_first and args.repeats > 1:
+        rows = {name: runs[1:] for name, runs in rows.items()}
     base = {k: statistics.median(r[k] for r in rows["trl"]) for k in ("wall", "train_runtime")}
     print(f"model {args.model}, {args.steps} steps, LoRA r=16, batch 4, {args.repeats} runs each (median)")
     print(f"{'':<22}{'wall s':>9}{'ratio':>8}{'train_runtime s':>17}{'ratio':>8}{'final loss':>12}")

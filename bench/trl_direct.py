@@ -25,7 +25,13 @@ def main() -> None:
         records = [json.loads(line) for line in handle if line.strip()]
     records = [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)
+    cuda = torch.cuda.is_available()
+    # forge's dtype "auto": bf16 on a CUDA GPU that has it, fp32 on CPU
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32,
+                                                 use_safetensors=True)
+    if cuda:
+        model.to("cuda")
     args = SFTConfig(
         output_dir=output, max_steps=steps, per_device_train_batch_size=4, gradient_accumulation_steps=1,
         learning_rate=2e-4, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
@@ -33,7 +39,7 @@ def main() -> None:
         seed=42, data_seed=42, report_to="none", optim="adamw_torch", use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(), max_length=1024, completion_only_loss=True,
         # what forge's sft config says by default; TRL's own defaults are bf16 and gradient checkpointing on
-        bf16=False, fp16=False, gradient_checkpointing=False,
+        bf16=bf16, fp16=False, gradient_checkpointing=False,
     )
     peft = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                       bias="none")

@@ -112,3 +112,35 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import make_tiny_bert_classifier_base
 
     return make_tiny_bert_classifier_base(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def _sft_run(work: Path, mlflow_uri: str, *args: str) -> Path:
+    """A real ``forge run --recipe sft`` in a subprocess (no tracking); returns the run directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORGE_", "MLFLOW_"))}
+    env["MLFLOW_TRACKING_URI"] = mlflow_uri
+    result = subprocess.run([sys.executable, "-m", "forge", "run", "--recipe", "sft", *args, "-o", str(work / "run"),
+                             "--no-tracking"], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return work / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_run(tmp_path_factory: pytest.TempPathFactory, tiny_lm: Path, mlflow_uri: str) -> Path:
+    """A LoRA sft run of the tiny Llama on a few chat records (eval split kept as heldout.jsonl), shared by the
+    LM exporter tests."""
+    import json
+
+    work = tmp_path_factory.mktemp("tiny-sft")
+    chat = [{"messages": [{"role": "user", "content": f"what is the capital of {c}?"},
+                          {"role": "assistant", "content": f"the capital of {c} is {p}."}]}
+            for c, p in [("france", "paris"), ("spain", "madrid"), ("italy", "rome"), ("peru", "lima")] * 3]
+    (work / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chat))
+    return _sft_run(work, mlflow_uri, "--model", str(tiny_lm), "--data", str(work / "chat.jsonl"),
+                    "--set", "max_steps=2", "--set", "eval_split=0.25")
+
+
+@pytest.fixture(scope="session")
+def smollm_sft_run(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Path:
+    """`make demo`'s run, shortened: sft (LoRA) of the packaged SmolLM2-135M-Instruct on the packaged example chats,
+    two steps. Shared by the slow end-to-end export tests."""
+    return _sft_run(tmp_path_factory.mktemp("smollm-sft"), mlflow_uri, "--set", "max_steps=2")

@@ -35,19 +35,27 @@ def make_tokenizer(path: Path):
     return tokenizer
 
 
-def make_tiny_causal_lm(path: Path) -> Path:
-    """A 2-layer Llama (hidden 32) with its tokenizer, saved as safetensors in ``path``."""
+def make_tiny_causal_lm(path: Path, architecture: str = "llama") -> Path:
+    """A 2-layer Llama (hidden 32) with its tokenizer, saved as safetensors in ``path``. ``architecture`` "qwen2"
+    (q/k/v biases, untied output) or "qwen3" (q/k norms, head_dim set apart from hidden/heads) builds those
+    instead, for the exporters' architecture mapping."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
     tokenizer = make_tokenizer(path)
     torch.manual_seed(0)
-    config = LlamaConfig(
+    common = dict(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(config)
+    if architecture == "qwen2":
+        config = Qwen2Config(**{**common, "tie_word_embeddings": False})
+    elif architecture == "qwen3":
+        config = Qwen3Config(**common, head_dim=16)
+    else:
+        config = LlamaConfig(**common)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model.save_pretrained(path, safe_serialization=True)
     return path

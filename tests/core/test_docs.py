@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from forge import hookspecs
@@ -46,7 +48,21 @@ def test_example_plugin_runs_end_to_end(tmp_path):
     assert bad.returncode == 2 and "--set holdout=lots: holdout: Input should be a valid number" in bad.stderr
 
 
-def test_cli_reference_covers_every_command_and_option():
+def _section(text: str, command: str) -> str:
+    section = re.search(rf"\n## `forge {re.escape(command)}\b.*?(?=\n## |\Z)", text, re.S)
+    assert section, f"docs/cli.md has no section for forge {command}"
+    return section.group(0)
+
+
+def _table_options(section: str) -> set[str]:
+    """Options named in the first column of the section's option tables."""
+    return {o for line in section.splitlines() if line.startswith("| `")
+            for o in re.findall(r"(--[a-z][a-z0-9-]*)", line.split("|")[1])}
+
+
+def test_cli_reference_matches_the_commands():
+    """Every command has a section listing each of its options, and no section documents an option that no
+    longer exists."""
     import typer
     from forge.cli import _register_builtin_commands, app
 
@@ -54,26 +70,61 @@ def test_cli_reference_covers_every_command_and_option():
     _register_builtin_commands()
     group = typer.main.get_command(app)
     for name, command in group.commands.items():
-        assert f"## `forge {name}" in text, name
-        for param in command.params:
-            for opt in param.opts:
-                if opt.startswith("--") and opt != "--help":
-                    assert opt in text, f"{name} {opt}"
+        real = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]
+                if opt.startswith("--") and opt != "--help"}
+        section = _section(text, name)
+        tabled = _table_options(section)
+        assert real - tabled == set(), f"forge {name}: options missing from its table in docs/cli.md"
+        assert tabled - real == set(), f"forge {name}: docs/cli.md documents options that do not exist"
 
 
-def test_every_recipe_field_is_documented():
-    from forge.plugins import load_plugins
+def test_recipe_field_tables_are_generated_from_the_config_models():
+    result = subprocess.run([sys.executable, str(DOCS / "reference.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
-    text = (DOCS / "recipes.md").read_text()
-    recipes = load_plugins().all("recipes")
-    shipped = [r for r in recipes if r.plugin in ("forge-hf", "forge-timeseries")]
-    assert {r.name for r in shipped} == {"sft", "qlora", "dpo", "grpo", "classify", "lstm-forecast",
-                                            "stat-forecast"}
-    for recipe in shipped:
-        section = re.search(rf"## `{re.escape(recipe.name)}`(.*?)(\n## |\Z)", text, re.S)
-        assert section, recipe.name
-        for field in recipe.item.config_model().model_fields:
-            assert f"`{field}`" in text, f"{recipe.name}.{field}"
+
+EVERYTHING = "forge_everything"
+
+
+def _snippet_plugin() -> str:
+    text = (DOCS / "writing-plugins.md").read_text()
+    section = text[text.index("### What each contribution receives and returns"):text.index("## Names")]
+    return "\n\n".join(re.findall(r"```python\n(.*?)```", section, re.S))
+
+
+def test_a_plugin_written_from_the_docs_snippets_works_for_every_kind(forge_cli):
+    """The snippets of writing-plugins.md, pasted into one module, make a plugin whose every contribution runs."""
+    forge_cli.site.add("forge-everything", EVERYTHING, source=_snippet_plugin())
+    forge_cli.only_site = True
+    listed = json.loads(forge_cli("list-plugins", "--json", check=True).stdout)
+    plugin = {p["name"]: p for p in listed["plugins"]}["forge-everything"]
+    assert plugin["error"] is None
+    assert set(plugin["contributions"]) == {"providers", "recipes", "templates", "exporters", "servers",
+                                            "evaluators", "commands"}
+    forge_cli("init", "echo-project", "proj", check=True)
+    forge_cli("run", "--config", "proj/config.yaml", "--provider", "echo", "-o", "run", "--no-tracking", check=True)
+    run = forge_cli.cwd / "run"
+    manifest = json.loads((run / "forge.json").read_text())
+    assert manifest["status"] == "completed" and manifest["provider"]["name"] == "echo"
+    assert json.loads((run / "artifact" / "echo.json").read_text()) == {"reply": "PROJ PROJ"}
+    forge_cli("export", "run", "--format", "echo-text", "--set", "suffix=.v1", check=True)
+    assert (run / "exports" / "echo-text" / "echo.txt").read_text() == "PROJ PROJ.v1\n"
+    bad = forge_cli("export", "run", "--format", "echo-text", "--set", "colour=red", "-o", "x")
+    assert bad.returncode == 2 and "the echo-text exporter takes suffix" in bad.stderr
+    assert not (forge_cli.cwd / "x").exists()
+    assert forge_cli("shout", "hello", check=True).stdout.strip() == "HELLO"
+    import httpx
+    from support import Server
+
+    with Server(forge_cli, "run") as server:
+        assert httpx.get(f"{server.url}/echo").json() == {"reply": "PROJ PROJ"}
+    # the evaluator through its contract (forge eval runs it the same way)
+    code = (f"import forge, json; from pathlib import Path; from {EVERYTHING} import evaluate_echo; "
+            "r = evaluate_echo(forge.Artifact.load(Path('run')), forge.EvalRequest(data=None)); "
+            "print(json.dumps(r.metrics))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=forge_cli.cwd, env=forge_cli._env({}),
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"match": 1.0}
 
 
 def test_readme_names_the_two_commands_and_ci_runs_the_test_one():

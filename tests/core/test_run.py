@@ -196,3 +196,58 @@ def test_unusable_tracking_uri_is_one_line_and_marks_failed(forge_cli):
     assert last.endswith("(set MLFLOW_TRACKING_URI, or pass --no-tracking)")
     assert "Traceback" not in result.stderr
     assert manifest(forge_cli.cwd / "r")["status"] == "failed"
+
+
+def test_a_run_directory_is_locked_by_the_process_running_it(forge_cli):
+    """Two ``--resume`` of one run at once: the second is refused in one line while the first trains."""
+    args = ["--recipe", "descent", "--set", "steps=40", "--set", "step_seconds=0.1", "--no-tracking"]
+    first = forge_cli.popen("run", *args, "-o", "r")
+    run = forge_cli.cwd / "r"
+    wait_for_steps(run, 3)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    resumed = forge_cli.popen("run", "--resume", "r")
+    deadline = time.time() + 60
+    while manifest(run).get("pid") in (None, first.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    second = forge_cli("run", "--resume", "r")
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == f"forge: error: r: run is in use by pid {resumed.pid} on " \
+        f"{manifest(run)['host']}; wait for it to end (or stop it) first"
+    resumed.send_signal(signal.SIGINT)
+    resumed.communicate(timeout=60)
+    assert manifest(run)["status"] == "interrupted"
+
+
+def test_a_stale_pid_in_the_manifest_does_not_block_resume(forge_cli):
+    """A crashed run's pid may belong to another live process now; only the lock says whether the run is alive."""
+    import os
+    import socket
+
+    proc = forge_cli.popen("run", "--recipe", "descent", "--set", "steps=30", "--set", "step_seconds=0.1",
+                           "-o", "r", "--no-tracking")
+    run = forge_cli.cwd / "r"
+    wait_for_steps(run, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    m = manifest(run)
+    m.update(pid=os.getpid(), host=socket.gethostname())  # this test process: alive, and not the run's
+    (run / "forge.json").write_text(json.dumps(m))
+    forge_cli("run", "--resume", "r", check=True)
+    assert manifest(run)["status"] == "completed"
+
+
+def test_first_runs_in_one_folder_share_a_new_mlflow_store_safely(forge_cli):
+    """Creating the embedded sqlite store runs migrations; concurrent first runs must not corrupt it."""
+    env = {k: v for k, v in forge_cli.env.items() if k != "MLFLOW_TRACKING_URI"}
+    forge_cli.env = env
+    procs = [forge_cli.popen("run", "--recipe", "descent", "--set", "steps=2", "-o", f"r{i}") for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    forge_cli("run", "--recipe", "descent", "--set", "steps=2", "-o", "later", check=True)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{forge_cli.cwd / 'mlflow.db'}")
+    for name in ("r0", "r1", "r2", "later"):
+        assert client.get_run(manifest(forge_cli.cwd / name)["mlflow"]["run_id"]).info.status == "FINISHED"

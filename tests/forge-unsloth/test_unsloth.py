@@ -82,3 +82,53 @@ def test_importing_the_plugin_never_imports_unsloth_or_torch():
             "print(sorted(m for m in ('unsloth', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+FAKE_UNSLOTH = '''
+"""A test double of the unsloth package (named as such): it records what was imported before it, and refuses to
+load like the real one does on a machine without a GPU."""
+import json, os, sys
+with open(os.environ["FAKE_UNSLOTH_LOG"], "a") as log:
+    log.write(json.dumps({"transformers_before": "transformers" in sys.modules,
+                          "trl_before": "trl" in sys.modules}) + "\\n")
+
+
+class FastLanguageModel:
+    @staticmethod
+    def from_pretrained(**kwargs):
+        raise RuntimeError("fake unsloth: no GPU here")
+'''
+
+
+@pytest.fixture
+def fake_unsloth(forge_cli, tmp_path):
+    """Install the test double as `unsloth` and let forge try it (as FORGE_UNSLOTH_TRY_CPU=1 allows)."""
+    (forge_cli.site.root / "unsloth.py").write_text(FAKE_UNSLOTH)
+    log = tmp_path / "unsloth-imports.jsonl"
+    return {"FORGE_UNSLOTH_TRY_CPU": "1", "FAKE_UNSLOTH_LOG": str(log)}, log
+
+
+@pytest.mark.skipif(UNSLOTH_INSTALLED, reason="the real unsloth is installed: the test double would not be imported")
+def test_unsloth_is_imported_before_transformers_and_trl(forge_cli, tiny_lm, fake_unsloth):
+    env, log = fake_unsloth
+    data = write_chat(forge_cli.cwd / "c.jsonl")
+    forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=1",
+              "--set", "eval_split=0", "-o", "r", "--no-tracking", env=env, check=True)
+    imports = [json.loads(line) for line in log.read_text().splitlines()]
+    assert imports == [{"transformers_before": False, "trl_before": False}]
+    provider = manifest(forge_cli.cwd / "r")["provider"]
+    assert provider["name"] == "hf" and "fake unsloth: no GPU here" in provider["fallback_from"]["unsloth"]
+
+
+@pytest.mark.skipif(UNSLOTH_INSTALLED, reason="the real unsloth is installed: the test double would not be imported")
+def test_grpo_is_routed_to_hf_with_the_reason_recorded(forge_cli, tiny_lm, fake_unsloth):
+    env, log = fake_unsloth
+    prompts = forge_cli.cwd / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"say {w}"}) + "\n" for w in ["a", "b", "c", "d"]))
+    forge_cli("run", "--recipe", "grpo", "--model", tiny_lm, "--data", prompts, "--set", "max_steps=1",
+              "--set", "num_generations=2", "--set", "per_device_train_batch_size=2",
+              "--set", "max_completion_length=4", "-o", "g", "--no-tracking", env=env, check=True)
+    provider = manifest(forge_cli.cwd / "g")["provider"]
+    assert provider["name"] == "hf"
+    assert provider["fallback_from"]["unsloth"].startswith("forge routes grpo to hf")
+    assert not log.exists()  # routed before Unsloth was even imported

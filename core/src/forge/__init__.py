@@ -51,6 +51,8 @@ _EXPORTS = {
     "EvalRequest": "forge.evaluation",
     "EvalResult": "forge.evaluation",
     "ServeSettings": "forge.serving.settings",
+    "create_base_app": "forge.serving.app",
+    "MicroBatcher": "forge.serving.batching",
     "ForgeError": "forge.errors",
     "ConfigError": "forge.errors",
     "DataError": "forge.errors",
@@ -72,6 +74,7 @@ __all__ = [
     "Exporter",
     "ForgeError",
     "LoadedModel",
+    "MicroBatcher",
     "ModelRequest",
     "NotFoundError",
     "OutputPath",
@@ -86,6 +89,7 @@ __all__ = [
     "Server",
     "Template",
     "__version__",
+    "create_base_app",
     "hookimpl",
 ]
 
@@ -112,4 +116,6 @@ if TYPE_CHECKING:
     from forge.hookspecs import Register
     from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
     from forge.run.context import RunContext
+    from forge.serving.app import create_base_app
+    from forge.serving.batching import MicroBatcher
     from forge.serving.settings import ServeSettings

@@ -6,32 +6,18 @@ plugin's entry module light (heavy modules are imported only when the contributi
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from forge.dotted import Ref, resolve
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from forge.artifacts import Artifact
     from forge.evaluation import EvalRequest, EvalResult
-    from forge.run.context import RunContext
-
-Ref = Any  # a callable/class, or "module:attribute"
-
-
-def resolve(ref: Ref) -> Any:
-    """Return the object named by ``ref`` (``"pkg.module:attr"``), or ``ref`` itself when it is an object."""
-    if not isinstance(ref, str):
-        return ref
-    module_name, _, attribute = ref.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attribute.split(".") if attribute else []:
-        obj = getattr(obj, part)
-    return obj
-
 
 @dataclass(frozen=True)
 class Provider:
@@ -39,7 +25,8 @@ class Provider:
 
     ``load(request: ModelRequest) -> LoadedModel``. ``available() -> str | None`` returns why the provider
     cannot run here (``None`` when it can) and must be cheap: it runs before anything heavy is imported.
-    Among available providers the one with the highest ``priority`` is "best".
+    Among available providers the one with the highest ``priority`` is "best". ``tasks`` lists the
+    :attr:`ModelRequest.task` values it serves (empty: any); forge does not offer it other tasks.
     """
 
     name: str
@@ -47,6 +34,7 @@ class Provider:
     summary: str = ""
     available: Ref | None = None
     priority: int = 0
+    tasks: tuple[str, ...] = ()
 
     kind = "providers"
 
@@ -75,7 +63,8 @@ class Recipe:
         config: type[BaseModel] = resolve(self.config)
         return config
 
-    def run(self, ctx: RunContext, config: BaseModel) -> Any:
+    def run(self, ctx: Any, config: BaseModel) -> Any:
+        """``ctx`` is the run's :class:`forge.RunContext` (not imported here: the run modules import this one)."""
         return resolve(self.train)(ctx, config)
 
 
@@ -166,6 +155,22 @@ class Command:
     options: dict[str, Any] = field(default_factory=dict)
 
     kind = "commands"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A contribution and the plugin it came from."""
+
+    plugin: str
+    item: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.item.name)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plugin}:{self.item.name}"
 
 
 CONTRIBUTION_TYPES: tuple[type, ...] = (Provider, Recipe, Template, Exporter, Server, Evaluator, Command)

@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from forge import hookspecs
-from forge.contributions import KINDS, Command, singular
+from forge.contributions import KINDS, Command, Registered, singular
 from forge.errors import NotFoundError, PluginError
 
 ENTRY_POINT_GROUP = "forge"
@@ -54,22 +54,6 @@ class PluginInfo:
             "error": self.error,
             "contributions": self.contributions,
         }
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A contribution and the plugin it came from."""
-
-    plugin: str
-    item: Any
-
-    @property
-    def name(self) -> str:
-        return str(self.item.name)
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.plugin}:{self.item.name}"
 
 
 class PluginSet:

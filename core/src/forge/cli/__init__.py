@@ -81,3 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     except ForgeError as error:
         report(error)
         sys.exit(2)
+    except KeyboardInterrupt:  # before a run could take over the signal (or outside one): stop quietly
+        print("forge: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -9,8 +9,9 @@ import typer
 
 import forge
 from forge.artifacts import Artifact, ArtifactResult, staged_directory, write_artifact_manifest
+from forge.contributions import Registered
 from forge.errors import ForgeError, NotFoundError
-from forge.plugins import PluginSet, Registered, get_plugins
+from forge.plugins import PluginSet, get_plugins
 
 
 def pick_exporter(plugins: PluginSet, name: str, kind: str) -> Registered:
@@ -65,7 +66,8 @@ def export(
     artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
     format: str = typer.Option(..., "--format", "-f", help="Exporter name (merged, onnx...)."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to write (default: RUN/exports/FORMAT)."),
-    quantize: str = typer.Option(None, "--quantize", help="Quantize while exporting (int8), if the format can."),
+    quantize: str = typer.Option(None, "--quantize",
+                                 help="Quantize while exporting: int8 (onnx); f16, bf16, q8_0, q4_0... (gguf)."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Exporter option key=value (repeatable)."),
 ) -> None:
     """Export an artifact. Example: forge export runs/classify-1 --format onnx --quantize int8"""

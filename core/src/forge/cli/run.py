@@ -23,6 +23,9 @@ def run(
     nproc_per_node: int = typer.Option(
         1, "--nproc-per-node", help="Train with N processes through torchrun (DDP: gloo on CPU, nccl on GPU)."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show libraries' progress bars, notices and warnings."
+    ),
 ) -> None:
     """Train with a recipe: validate the config, create a run directory, track to MLflow, write an artifact.
 
@@ -31,8 +34,11 @@ def run(
     import os
 
     from forge.cli import invocation
-    from forge.run.engine import RunOptions, execute
+    from forge.console import set_verbose
+    from forge.run.engine import execute
+    from forge.run.plan import RunOptions
 
+    set_verbose(verbose)
     options = RunOptions(
         recipe=recipe,
         config_file=config,

@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 
 from forge.artifacts import Artifact
+from forge.contributions import Registered
 from forge.errors import ForgeError
-from forge.plugins import PluginSet, Registered, get_plugins
+from forge.plugins import PluginSet, get_plugins
 from forge.serving.settings import ServeSettings
 
 

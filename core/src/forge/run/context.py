@@ -8,17 +8,16 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from forge.artifacts import write_json_atomic
-from forge.contributions import resolve
 from forge.errors import ForgeError
-from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
+from forge.models import LoadedModel, ModelRequest
 
 if TYPE_CHECKING:
-    from forge.plugins import PluginSet, Registered
+    from forge.providers import ProviderChoice
     from forge.tracking import Tracker
 
 T = TypeVar("T")
@@ -41,49 +40,58 @@ def latest_checkpoint(directory: Path) -> tuple[Path, int] | None:
     return best
 
 
+_SHORT = {"learning_rate": "lr", "train_loss": "train loss", "eval_loss": "eval loss",
+          "mean_token_accuracy": "token acc", "eval_mean_token_accuracy": "eval token acc",
+          "tokens_per_s": "tok/s", "samples_per_s": "samples/s", "padding_share": "padding", "mfu": "MFU",
+          "gpu_peak_allocated_gib": "GPU GiB"}
+_PERCENT = ("padding_share", "mfu")
+# Logged and plotted, but left out of the one-line summary a person reads at each logging step.
+_NOT_SHOWN = ("entropy", "num_tokens", "_runtime", "_per_second", "epoch", "total_flos", "gpu_peak_reserved_gib")
+
+
+def _shown(key: str, value: float) -> str:
+    if key in _PERCENT:
+        return f"{value:.1%}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 class RunContext:
     """The run a recipe executes in.
 
     - ``run_dir``: the run directory; ``artifact_dir``: where the recipe writes its artifact;
       ``checkpoint_dir``: where it writes ``checkpoint-N`` directories; ``resume_from``: the checkpoint to
       continue from (``None`` for a fresh run).
-    - ``log_metrics({...}, step)`` reports metrics (MLflow, ``metrics.jsonl``, the loss plot).
-    - ``load_model(ModelRequest)`` loads through the selected provider, falling back when allowed.
+    - ``log(message)``, ``log_metrics({...}, step)`` (MLflow, ``metrics.jsonl``, the plot), ``record(**facts)``
+      (the run manifest), ``attach(png)``, ``progress(iterable)``.
+    - ``load_model(ModelRequest)`` loads through the run's provider choice (with its fallback).
     - ``should_stop`` turns true on Ctrl-C / SIGTERM: stop at the next step boundary, checkpoint, return.
+    - ``is_main`` is false on ranks > 0 of a multi-process run: they train but report nothing.
     """
 
     def __init__(
         self,
         run_dir: Path,
         recipe: str,
-        config: Any,
-        plugins: PluginSet,
-        provider: Registered | None = None,
-        provider_requested: str | None = None,
+        provider: ProviderChoice | None = None,
         tracker: Tracker | None = None,
         resume_from: Path | None = None,
-        resume_step: int | None = None,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         is_main: bool = True,
-        provider_skipped: dict[str, str] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.artifact_dir = run_dir / "artifact"
         self.checkpoint_dir = run_dir / "checkpoints"
         self.recipe = recipe
-        self.config = config
-        self.plugins = plugins
         self.provider = provider
-        self.provider_requested = provider_requested
-        self.provider_skipped = dict(provider_skipped or {})  # unavailable providers passed over, and why
         self.tracker = tracker
         self.resume_from = resume_from
-        self.resume_step = resume_step
         self.should_stop = False
         self.metrics: dict[str, float] = {}
         self.attachments: list[str] = []
         self._on_record = on_record
-        self.is_main = is_main  # False on ranks > 0 of a multi-process run: they report nothing
+        self.is_main = is_main
         self._log = (run_dir / "run.log").open("a", encoding="utf-8") if is_main else None
         self._metrics_file = run_dir / "metrics.jsonl"
 
@@ -92,16 +100,26 @@ class RunContext:
         """A line for the person watching (stderr) and for ``run.log``."""
         if self._log is None:
             return
+        from tqdm import tqdm
+
         stamp = time.strftime("%H:%M:%S")
-        print(f"[forge {stamp}] {message}", file=sys.stderr, flush=True)
+        tqdm.write(f"[forge {stamp}] {message}", file=sys.stderr)  # above an active progress bar, not through it
+        sys.stderr.flush()
         self._log.write(f"{stamp} {message}\n")
         self._log.flush()
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end), the manifest's last values."""
-        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, show: bool = False,
+                    total: int | None = None) -> None:
+        """Record metrics for ``step``: MLflow, ``metrics.jsonl`` (plotted at the end), the manifest's last values.
+        ``show`` also prints them as one compact line (``step 20/100 · loss 1.234 · lr 0.0002``)."""
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if not clean or not self.is_main:
             return
+        if show:
+            where = f"step {step}/{total}" if step is not None and total else f"step {step}" if step is not None else ""
+            shown = [f"{_SHORT.get(k, k)} {_shown(k, v)}" for k, v in clean.items() if not k.endswith(_NOT_SHOWN)]
+            if shown:
+                self.log(" · ".join([where, *shown]).strip(" ·"))
         self.metrics.update(clean)
         with self._metrics_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
@@ -122,11 +140,13 @@ class RunContext:
         if self._on_record is not None and self.is_main:
             self._on_record(facts)
 
-    def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "") -> Any:
-        """A progress bar on stderr (tqdm)."""
-        from tqdm.auto import tqdm
+    def progress(self, iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "",
+                 initial: int = 0, unit: str = "it") -> Any:
+        """forge's progress bar on stderr (tqdm); silent on ranks > 0."""
+        from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, file=sys.stderr)
+        return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
+                    file=sys.stderr, disable=not self.is_main, leave=True)
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
@@ -149,68 +169,17 @@ class RunContext:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def checkpoints(self) -> Iterator[Path]:
-        yield from sorted(self.checkpoint_dir.glob("checkpoint-*"))
-
     # -- models -------------------------------------------------------------------------------------------
     def load_model(self, request: ModelRequest) -> LoadedModel:
-        """Load ``request`` with the selected provider.
-
-        When the provider was chosen automatically and says it cannot serve this request
-        (:class:`ProviderUnavailable`), fall back to the next available provider and record why.
-        """
+        """Load ``request`` through the run's provider (falling back when the user did not name one); the
+        manifest's ``provider`` entry says which provider loaded it and what was passed over."""
         if self.provider is None:
-            raise ForgeError(f"recipe {self.recipe} has no provider selected")
-        explicit = self.provider_requested not in (None, "auto")
-        candidates = [self.provider]
-        if not explicit:
-            candidates += [p for p in rank_providers(self.plugins) if p.qualified != self.provider.qualified]
-        skipped: dict[str, str] = {}
-        for provider in candidates:
-            try:
-                loaded: LoadedModel = resolve(provider.item.load)(request)
-            except ProviderUnavailable as exc:
-                if explicit:
-                    raise ForgeError(f"provider {provider.name} cannot run this: {exc}") from None
-                skipped[provider.name] = str(exc)
-                self.log(f"provider {provider.name} cannot run this ({exc}); falling back")
-                continue
-            self.provider = provider
-            facts: dict[str, Any] = {"name": provider.name, "plugin": provider.plugin,
-                                     "requested": self.provider_requested or "auto"}
-            if self.provider_skipped:
-                facts["skipped"] = self.provider_skipped
-            if skipped:
-                facts["fallback_from"] = skipped
-            self.record(provider={**facts, **loaded.info})
-            return loaded
-        raise ForgeError("no provider could load the model: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+            raise ForgeError(f"recipe {self.recipe} does not load models through a provider (uses_provider=False)")
+        loaded = self.provider.load(request, self.log)
+        self.record(provider=self.provider.record(loaded.info))
+        return loaded
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
 
-
-def rank_providers(plugins: PluginSet) -> list[Registered]:
-    """Available providers, best first (highest priority). Unavailable ones are left out."""
-    ranked = sorted(plugins.all("providers"), key=lambda r: -r.item.priority)
-    return [p for p in ranked if p.item.unavailable_reason() is None]
-
-
-def select_provider(plugins: PluginSet, requested: str | None) -> tuple[Registered, dict[str, str]]:
-    """The provider to use: the one named, or the best available one; with the reasons others were skipped."""
-    if requested and requested != "auto":
-        chosen = plugins.get("providers", requested)
-        reason = chosen.item.unavailable_reason()
-        if reason:
-            raise ForgeError(f"provider {chosen.name} cannot run here: {reason}")
-        return chosen, {}
-    skipped: dict[str, str] = {}
-    for candidate in sorted(plugins.all("providers"), key=lambda r: -r.item.priority):
-        reason = candidate.item.unavailable_reason()
-        if reason is None:
-            return candidate, skipped
-        skipped[candidate.name] = reason
-    if not plugins.all("providers"):
-        raise ForgeError("this recipe needs a model provider and none is installed (pip install forge-hf)")
-    raise ForgeError("no provider can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

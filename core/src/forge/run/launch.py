@@ -8,32 +8,21 @@ trainer/accelerate from the device).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 from forge.errors import ConfigError
 from forge.plugins import get_plugins
-from forge.run.engine import RunOptions, plan_run
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+from forge.run.plan import RunOptions, plan_run
 
 
 def launch(options: RunOptions, argv: list[str], nproc: int) -> int:
     """Validate, pin the run directory, and run ``nproc`` workers; return the launcher's exit code."""
     if nproc < 1:
         raise ConfigError(f"--nproc-per-node {nproc}: must be at least 1")
-    plan, _ = plan_run(options, get_plugins())
+    plan = plan_run(options, get_plugins())
     if options.dry_run:
-        from forge.run.engine import describe
-
-        sys.stdout.write(describe(plan))
+        sys.stdout.write(plan.describe())
         return 0
     args = _strip_option(argv, "--nproc-per-node")
     if options.resume is None and options.output_dir is None:

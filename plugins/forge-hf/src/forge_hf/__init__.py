@@ -14,7 +14,7 @@ CAUSAL_LM_KINDS = ("causal-lm", "causal-lm-adapter")
 
 
 @forge.hookimpl
-def register_providers(register):  # type: ignore[no-untyped-def]
+def register_providers(register: forge.Register) -> None:
     register(forge.Provider(
         name="hf",
         load="forge_hf.provider:load",
@@ -24,7 +24,7 @@ def register_providers(register):  # type: ignore[no-untyped-def]
 
 
 @forge.hookimpl
-def register_recipes(register):  # type: ignore[no-untyped-def]
+def register_recipes(register: forge.Register) -> None:
     recipes = "forge_hf.recipes"
     register(forge.Recipe(name="sft", config=f"{recipes}.sft:SFTRecipeConfig", train=f"{recipes}.sft:train",
                           uses_provider=True, summary="supervised fine-tuning (TRL SFTTrainer), LoRA or full"))
@@ -40,13 +40,15 @@ def register_recipes(register):  # type: ignore[no-untyped-def]
 
 
 @forge.hookimpl
-def register_exporters(register):  # type: ignore[no-untyped-def]
+def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
                             summary="LoRA merged into its base: a plain transformers model"))
+    register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
+                            summary="GGUF for llama.cpp/Ollama (f16, bf16, q8_0, q4_0..q5_1), parity-checked"))
 
 
 @forge.hookimpl
-def register_servers(register):  # type: ignore[no-untyped-def]
+def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           summary="OpenAI-compatible chat/completions API"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
@@ -55,7 +57,7 @@ def register_servers(register):  # type: ignore[no-untyped-def]
 
 
 @forge.hookimpl
-def register_templates(register):  # type: ignore[no-untyped-def]
+def register_templates(register: forge.Register) -> None:
     register(forge.Template(name="chat-sft", files="forge_hf.templates:chat_sft_files",
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
     register(forge.Template(name="sentiment", files="forge_hf.templates:sentiment_files",

@@ -37,6 +37,10 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
     merged = adapted.merge_and_unload().to(dtype)
     merged.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
+    if (artifact.path / "heldout.jsonl").exists():  # the held-out split travels on: later exports check against it
+        import shutil
+
+        shutil.copy(artifact.path / "heldout.jsonl", output_dir / "heldout.jsonl")
     generation = (artifact.path / "generation_config.json")
     if generation.exists():
         GenerationConfig.from_pretrained(artifact.path).save_pretrained(output_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 RewardFn = Callable[..., list[float]]
 
@@ -66,9 +66,9 @@ def resolve_reward(name: str, format_pattern: str, target_length: int) -> Reward
         return length_reward(target_length)
     if name == "answer":
         return answer_match
-    from forge.contributions import resolve
+    from forge.dotted import resolve
 
     function = resolve(name)
     if not callable(function):
         raise TypeError(f"{name} is not callable")
-    return function  # type: ignore[no-any-return]
+    return cast(RewardFn, function)

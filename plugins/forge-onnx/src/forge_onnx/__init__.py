@@ -8,14 +8,15 @@ __version__ = "0.1.0"
 
 
 @forge.hookimpl
-def register_exporters(register):  # type: ignore[no-untyped-def]
-    register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster"),
+def register_exporters(register: forge.Register) -> None:
+    register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster", "causal-lm",
+                                                            "causal-lm-adapter"),
                             export="forge_onnx.export:export",
-                            summary="ONNX fp32 or int8 (--quantize int8), parity-checked"))
+                            summary="ONNX fp32 or int8 (--quantize int8), parity-checked; LMs with KV cache"))
 
 
 @forge.hookimpl
-def register_servers(register):  # type: ignore[no-untyped-def]
+def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="onnxruntime", accepts=("onnx-sequence-classifier", "onnx-forecaster"),
                           create_app="forge_onnx.serve:create_onnx_app",
                           summary="ONNX Runtime: /predict or /forecast, explicit threads, no spinning"))

@@ -1,4 +1,5 @@
-"""Exporter ``onnx``: ``sequence-classifier`` → ``onnx-sequence-classifier`` and ``forecaster`` → ``onnx-forecaster``.
+"""Exporter ``onnx``: ``sequence-classifier`` → ``onnx-sequence-classifier``, ``forecaster`` → ``onnx-forecaster``,
+and causal LMs (``causal-lm``, ``causal-lm-adapter``) → ``onnx-causal-lm`` (:mod:`forge_onnx.export_lm`).
 
     forge export runs/classify-1 --format onnx                  # fp32
     forge export runs/classify-1 --format onnx --quantize int8  # onnxruntime dynamic quantization
@@ -26,12 +27,16 @@ SAMPLE_TEXTS = ["a short one", "a somewhat longer sentence to make the batch rag
 
 
 def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> ArtifactResult:
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise ForgeError(f"--set {unknown[0]}: the onnx exporter takes {', '.join(sorted(OPTIONS))}")
     quantize = options.get("quantize")
     if quantize not in (None, "int8"):
         raise ForgeError(f"--quantize {quantize}: the onnx exporter knows int8")
+    if artifact.kind in ("causal-lm", "causal-lm-adapter"):
+        from forge_onnx.export_lm import export_causal_lm
+
+        return export_causal_lm(artifact, output_dir, options)
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise ForgeError(f"--set {unknown[0]}: the onnx exporter takes {', '.join(sorted(OPTIONS))}")
     if artifact.kind == "sequence-classifier":
         return export_classifier(artifact, output_dir, options)
     return export_forecaster(artifact, output_dir, options)

@@ -254,10 +254,10 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
         bar.set_postfix(train=f"{total / len(tx):.4f}", val=f"{val_loss:.4f}")
         stop_early = progress["bad_epochs"] >= config.patience
         if epoch % config.checkpoint_every == 0 or ctx.should_stop or stop_early:
-            snapshot = best  # the best weights as of this epoch, for the checkpoint writer
+            snapshot = dict(best)
 
-            def write(directory: Path, best_now: dict[str, Any] = snapshot) -> None:
-                _save_state(directory, model, optimizer, best_now, generator, progress)
+            def write(directory: Path, best_state: dict[str, Any] = snapshot) -> None:
+                _save_state(directory, model, optimizer, best_state, generator, progress)
 
             ctx.save_checkpoint(epoch, write)
         if ctx.should_stop:

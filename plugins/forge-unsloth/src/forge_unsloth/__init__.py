@@ -9,11 +9,12 @@ __version__ = "0.1.0"
 
 
 @forge.hookimpl
-def register_providers(register):  # type: ignore[no-untyped-def]
+def register_providers(register: forge.Register) -> None:
     register(forge.Provider(
         name="unsloth",
         load="forge_unsloth.provider:load",
         available="forge_unsloth.availability:unavailable_reason",
         summary="Unsloth FastLanguageModel: 4-bit, fast LoRA, less memory (GPU)",
         priority=20,
+        tasks=("causal-lm",),
     ))

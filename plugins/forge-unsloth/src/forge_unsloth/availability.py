@@ -14,7 +14,7 @@ GPU_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")  # N
 def unavailable_reason() -> str | None:
     """Why the unsloth provider cannot run on this machine, or None when it can."""
     if importlib.util.find_spec("unsloth") is None:
-        return "unsloth is not installed (pip install forge-unsloth)"
+        return "the unsloth package is not installed (pip install unsloth, on a GPU machine: docs/unsloth.md)"
     if os.environ.get(TRY_CPU_ENV) == "1":
         return None  # let Unsloth try (and say for itself what fails)
     try:

@@ -14,6 +14,12 @@ from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
 
 from forge_unsloth.availability import TRY_CPU_ENV, unavailable_reason
 
+# Recipes that train better through hf, measured on an H100 (docs/unsloth.md): the reason goes into the manifest.
+ROUTED_TO_HF = {
+    "grpo": "forge routes grpo to hf: Unsloth's GRPO path without vLLM did not finish its first step in ~100 s on "
+            "the 135M model (H100, 2026-11-23), where hf takes seconds",
+}
+
 # Unsloth's LoRA targets for decoder blocks: what "all-linear" means to it.
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -29,13 +35,20 @@ def load(request: ModelRequest) -> LoadedModel:
         raise ProviderUnavailable(reason)
     if request.task != "causal-lm":
         raise ProviderUnavailable(f"unsloth serves causal LMs, not {request.task}")
+    if request.options.get("recipe") in ROUTED_TO_HF:
+        raise ProviderUnavailable(ROUTED_TO_HF[request.options["recipe"]])
     if os.environ.get(TRY_CPU_ENV) == "1":
         os.environ.setdefault("UNSLOTH_ALLOW_CPU", "1")  # Unsloth's own switch for GPU-less hosts
+    try:
+        # First, before anything imports transformers or trl (resolving a GGUF alias below does): Unsloth patches
+        # them at import time, and patches applied after they were imported are silently incomplete.
+        import unsloth
+    except Exception as exc:
+        raise ProviderUnavailable(f"unsloth could not be imported: {_first_line(exc)}") from exc
     from forge_hf.provider import auto_dtype, resolve_model
 
     source, info = resolve_model(request.model)
     try:
-        import unsloth  # must come before transformers' models are built: it patches them
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(

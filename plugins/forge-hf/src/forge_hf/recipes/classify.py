@@ -24,6 +24,8 @@ from pydantic import Field
 from forge_hf import training_data
 from forge_hf.recipes.common import (
     TrainingFields,
+    attention,
+    check_device,
     forge_callback,
     seed_everything,
     train_with_resume,
@@ -138,9 +140,13 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     train_records, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(records)} records, {len(names)} labels ({', '.join(names)}); "
             f"train {len(train_records)}, held out {len(held)}")
-    loaded = ctx.load_model(ModelRequest(model=config.model, task="sequence-classification", dtype=config.dtype,
-                                         trust_remote_code=config.trust_remote_code,
-                                         options={"labels": names}))
+    check_device(config)
+    implementation = attention(config)
+    loaded = ctx.load_model(ModelRequest(
+        model=config.model, task="sequence-classification", dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
+                                     else {})}))
     tokenizer = loaded.tokenizer
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
@@ -177,9 +183,10 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length}
     if held and eval_set is not None:
         output = trainer.predict(eval_set)
-        scores = classification_metrics(np.asarray(output.label_ids), output.predictions.argmax(-1), len(names))
+        logits = np.asarray(output.predictions)
+        scores = classification_metrics(np.asarray(output.label_ids), logits.argmax(-1), len(names))
         metrics.update({"eval_accuracy": scores["accuracy"], "eval_macro_f1": scores["macro_f1"],
-                        "eval_loss": float(output.metrics["test_loss"])})
+                        "eval_loss": float((output.metrics or {})["test_loss"])})
         ctx.log_metrics({k: v for k, v in metrics.items() if k.startswith("eval_")}, step=trainer.state.global_step)
         extra["confusion_matrix"] = scores["confusion_matrix"]
         ctx.attach(plot_confusion(ctx.run_dir / "confusion_matrix.png", scores["confusion_matrix"], names))
@@ -187,7 +194,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     if ctx.is_main:
         out = ctx.artifact_dir
         out.mkdir(parents=True, exist_ok=True)
-        trainer.model.save_pretrained(out, safe_serialization=True)
+        loaded.model.save_pretrained(out, safe_serialization=True)  # the trained model (the Trainer's own)
         tokenizer.save_pretrained(out)
         (out / "heldout.jsonl").write_text("".join(
             json.dumps({"text": r["text"], "label": names[r["label"]]}) + "\n" for r in held), encoding="utf-8")

@@ -3,12 +3,14 @@ Trainer to the run context (metrics, Ctrl-C), LoRA settings and artifact writing
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
 from forge.config import DataSource, RecipeConfig
+from forge.console import verbose
 from forge.run.context import RunContext
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class TrainingFields(RecipeConfig):
@@ -39,6 +41,56 @@ class TrainingFields(RecipeConfig):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     trust_remote_code: bool = False
     optim: str = "adamw_torch"
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flash_attention_3"] = Field(
+        "auto", description="attention kernel; auto: flash_attention_2 on CUDA when flash-attn is installed, else "
+        "transformers' default (SDPA)")
+    use_liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE, fused "
+                                   "linear cross-entropy) on CUDA; needs the liger-kernel package")
+    torch_compile: bool = Field(False, description="compile the model with torch.compile (the first steps are slower)")
+    auto_find_batch_size: bool = Field(False, description="on a CUDA out-of-memory error, halve the batch size and "
+                                       "retry (accelerate's find_executable_batch_size)")
+
+    @field_validator("use_liger_kernel")
+    @classmethod
+    def _liger_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("liger_kernel") is None:
+            raise ValueError("needs the liger-kernel package (pip install liger-kernel) and a CUDA GPU")
+        return value
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _attention_installed(cls, value: str) -> str:
+        package = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}.get(value)
+        if package and importlib.util.find_spec(package) is None:
+            raise ValueError(f"{value} needs the {package.split('_interface')[0].replace('_', '-')} package and a "
+                             "CUDA GPU; use sdpa (or auto)")
+        return value
+
+
+def attention(config: TrainingFields) -> str | None:
+    """The attention implementation to ask transformers for (None: its default, SDPA)."""
+    if config.attn_implementation != "auto":
+        return config.attn_implementation
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
+
+
+def check_device(config: TrainingFields) -> None:
+    """Options that need a CUDA GPU, asked for on a machine without one: one line, before the model loads."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    from forge.errors import ConfigError
+
+    if config.use_liger_kernel:
+        raise ConfigError("use_liger_kernel: Liger's Triton kernels need a CUDA GPU; none is available here")
+    if config.attn_implementation.startswith("flash_attention"):
+        raise ConfigError(f"attn_implementation: {config.attn_implementation} needs a CUDA GPU; none is available "
+                          "here (use sdpa or auto)")
 
 
 class LoraFields(RecipeConfig):
@@ -60,11 +112,14 @@ def lora_settings(config: LoraFields) -> dict[str, Any]:
     }
 
 
-def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int | None = None) -> Any:
+def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int | None = None,
+                      recipe: str | None = None) -> Any:
     """The ModelRequest of a causal-LM recipe (sft, qlora, dpo, grpo), LoRA settings included for providers that
     patch LoRA themselves."""
     from forge.models import ModelRequest
 
+    check_device(config)
+    implementation = attention(config)
     return ModelRequest(
         model=config.model,
         quantization="4bit" if load_in_4bit else None,
@@ -73,6 +128,8 @@ def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int |
         max_seq_length=max_length,
         gradient_checkpointing=config.gradient_checkpointing,
         lora=lora_settings(config) if config.use_peft else None,
+        options={**({"model_kwargs": {"attn_implementation": implementation}} if implementation else {}),
+                 **({"recipe": recipe} if recipe else {})},
     )
 
 
@@ -115,8 +172,11 @@ def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, 
         "use_cpu": not torch.cuda.is_available(),  # also makes accelerate run multi-process CPU (gloo) runs as DDP
         "ddp_find_unused_parameters": False,
         "optim": config.optim,
+        "use_liger_kernel": config.use_liger_kernel,
+        "torch_compile": config.torch_compile,
+        "auto_find_batch_size": config.auto_find_batch_size,
         "report_to": "none",  # forge tracks to MLflow itself, in the run's own MLflow run
-        "disable_tqdm": False,
+        "disable_tqdm": not verbose(),  # forge shows its own progress bar and one line per logging step
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
         "fsdp": config.fsdp,
@@ -167,30 +227,88 @@ def seed_everything(seed: int) -> None:
 
 
 def forge_callback(ctx: RunContext) -> Any:
-    """A TrainerCallback that reports logs to the run and stops (after a checkpoint) on Ctrl-C."""
+    """A TrainerCallback that reports logs to the run (MLflow, metrics.jsonl, one compact line per logging step),
+    shows forge's progress bar, and stops (after a checkpoint) on Ctrl-C."""
     from transformers import TrainerCallback
 
-    class ForgeCallback(TrainerCallback):  # type: ignore[misc]
+    class ForgeCallback(TrainerCallback):
+        bar: Any = None
+        throughput: Any = None  # forge_hf.telemetry.Throughput, attached by train_with_resume
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero and not verbose():
+                self.bar = ctx.progress(total=state.max_steps, initial=state.global_step, desc="training",
+                                        unit="step")
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if state.is_world_process_zero and logs:
-                ctx.log_metrics({k: v for k, v in logs.items() if k != "total_flos"}, step=state.global_step)
+                metrics = {k: v for k, v in logs.items() if k not in QUIET_LOGS}
+                if self.throughput is not None and "loss" in logs:  # a training logging step, not eval/summary
+                    from forge_hf import telemetry
+
+                    telemetry.update_flops(self.throughput)
+                    metrics.update(self.throughput.rates())
+                ctx.log_metrics(metrics, step=state.global_step, show=True, total=state.max_steps)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
             if ctx.should_stop:
                 control.should_save = True
                 control.should_training_stop = True
 
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
     return ForgeCallback()
 
 
+# Trainer log keys that are bookkeeping, not metrics a person reads or plots.
+QUIET_LOGS = {"total_flos"}
+
+
 def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
+    """``trainer.train()`` from the run's checkpoint, if any, with throughput telemetry (tokens/s, padding share,
+    samples/s, peak GPU memory, MFU at every logging step; the summary in the manifest's ``throughput``). Unless
+    verbose, the Trainer's own printing of every log dict is removed: forge's callback prints one compact line."""
+    from forge_hf import telemetry
+
+    if not verbose():
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    parameters = list(trainer.model.parameters())
+    trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    throughput = telemetry.start(trainer, frozen_base=trainable < 0.5 * sum(p.numel() for p in parameters))
+    for callback in trainer.callback_handler.callbacks:
+        if hasattr(callback, "throughput"):
+            callback.throughput = throughput
     resume = str(ctx.resume_from) if ctx.resume_from is not None else None
-    return trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    telemetry.update_flops(throughput)
+    summary = throughput.summary((result.metrics or {}).get("train_runtime"))
+    if summary:
+        ctx.record(throughput=summary)
+        shown = [f"{summary['tokens_per_s']:,.0f} tokens/s" if summary.get("tokens_per_s") else None,
+                 f"padding {summary['padding_share']:.0%}" if summary.get("padding_share") is not None else None,
+                 f"{summary['samples_per_s']} samples/s" if summary.get("samples_per_s") else None,
+                 f"peak GPU {summary['gpu_peak_allocated_gib']:.2f} GiB" if "gpu_peak_allocated_gib" in summary
+                 else None,
+                 f"MFU {summary['mfu']:.1%}" if "mfu" in summary else None]
+        ctx.log("throughput: " + ", ".join(x for x in shown if x))
+    return result
+
+
+HELDOUT_KEPT = 200  # held-out records kept beside the model: exporters check their parity on them
 
 
 def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, loaded_info: dict[str, Any],
-                   adapter: bool) -> dict[str, Any]:
-    """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config."""
+                   adapter: bool, heldout: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the trained model (LoRA adapter or full weights), tokenizer, chat template and generation config, and
+    the first held-out records (``heldout.jsonl``, never trained on) that exports are parity-checked against."""
     out: Path = ctx.artifact_dir
     if not ctx.is_main:
         return {}
@@ -203,6 +321,12 @@ def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, l
     )
     if generation is not None:
         generation.save_pretrained(out)
+    if heldout:
+        import json
+
+        with (out / "heldout.jsonl").open("w", encoding="utf-8") as handle:
+            for record in heldout[:HELDOUT_KEPT]:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     extra: dict[str, Any] = {
         "base_model": config.model,
         "base_model_source": loaded_info.get("model_source"),

@@ -50,7 +50,7 @@ def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, An
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
     train_records, eval_records = prepare(ctx, config)
-    loaded = ctx.load_model(causal_lm_request(config, max_length=config.max_length))
+    loaded = ctx.load_model(causal_lm_request(config, max_length=config.max_length, recipe="dpo"))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import DPOConfig, DPOTrainer
 

@@ -75,8 +75,8 @@ def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
 
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
-    rewards = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
-    loaded = ctx.load_model(causal_lm_request(config))
+    rewards: list[Any] = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
+    loaded = ctx.load_model(causal_lm_request(config, recipe="grpo"))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import GRPOConfig, GRPOTrainer
 

@@ -38,7 +38,9 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
 
     max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
-    packing: bool = Field(False, description="pack several examples into each max_length sequence")
+    packing: bool | Literal["auto"] = Field(
+        "auto", description="pack several examples into each max_length sequence (bfd: padding-free, examples kept "
+        "whole); auto: on with a CUDA GPU, off on CPU (docs/benchmarks.md)")
     packing_strategy: Literal["bfd", "wrapped"] = "bfd"
     padding_free: bool = Field(False, description="no padding: needs an attention that takes position_ids")
     completion_only_loss: bool = Field(True, description="loss on completions only (prompt tokens masked)")
@@ -58,6 +60,16 @@ def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, An
     return train, held, kind
 
 
+def resolve_packing(config: SFTRecipeConfig) -> bool:
+    """``packing: auto`` is on where it was measured to win: with a CUDA GPU (docs/benchmarks.md); off on CPU, where
+    attention over full packed rows costs more than the padding it saves."""
+    if config.packing != "auto":
+        return bool(config.packing)
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
     lengths = []
     for record in records:
@@ -73,7 +85,7 @@ def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
 
 def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     train_records, eval_records, kind = prepare(ctx, config)
-    loaded = ctx.load_model(causal_lm_request(config, config.load_in_4bit, config.max_length))
+    loaded = ctx.load_model(causal_lm_request(config, config.load_in_4bit, config.max_length, recipe="sft"))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import SFTConfig, SFTTrainer
 
@@ -89,10 +101,13 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
              "tokens": training_data.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
     ctx.log(f"token lengths: {stats['tokens']}; {stats['truncated']} longer than max_length={config.max_length}")
     ctx.record(dataset=stats)
+    packing = resolve_packing(config)
+    if config.packing == "auto":
+        ctx.record(resolved={"packing": packing})
     args = SFTConfig(
         **training_arguments(ctx, config, bool(eval_records), loaded.model),
         max_length=config.max_length,
-        packing=config.packing,
+        packing=packing,
         packing_strategy=config.packing_strategy,
         padding_free=config.padding_free,
         completion_only_loss=config.completion_only_loss if kind != "text" else None,
@@ -106,7 +121,8 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         evaluation = trainer.evaluate()
         metrics["eval_loss"] = float(evaluation["eval_loss"])
         ctx.log_metrics({"eval_loss": metrics["eval_loss"]}, step=trainer.state.global_step)
-    extra = save_causal_lm(ctx, trainer, tokenizer, config, loaded.info, adapter=config.use_peft)
+    extra = save_causal_lm(ctx, trainer, tokenizer, config, loaded.info, adapter=config.use_peft,
+                           heldout=eval_records)
     if config.load_in_4bit:
         extra["quantization"] = "nf4-4bit base (adapter trained against it; merge onto the full-precision base)"
     return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm", metrics=metrics, extra=extra)

@@ -1,0 +1,125 @@
+"""ONNX export of causal LMs: a decoder with KV cache that a plain InferenceSession runs, the generation loop in
+forge_onnx.lm_runtime (greedy = torch's greedy, seeded sampling, streaming, stop at EOS), int8 gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "forge.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def onnx_exports(tiny_sft_run, tmp_path_factory, mlflow_uri):
+    """fp32 and int8 exports of the shared tiny LoRA run (through the real CLI)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("onnx-lm")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri}
+    for label, extra in (("fp32", []), ("int8", ["--quantize", "int8"])):
+        result = subprocess.run([sys.executable, "-m", "forge", "export", str(tiny_sft_run), "--format", "onnx",
+                                 *extra, "-o", str(out / label)], env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+    return out / "fp32", out / "int8"
+
+
+def test_fp32_and_int8_exports(onnx_exports):
+    fp32, int8 = onnx_exports
+    m32, m8 = manifest(fp32), manifest(int8)
+    assert m32["kind"] == m8["kind"] == "onnx-causal-lm" and m32["exporter"] == "forge-onnx:onnx"
+    assert m32["quantization"] == "fp32" and m8["quantization"] == "int8"
+    assert m32["parity"]["fp32"]["max_abs_logit_diff"] < 1e-3 and m32["parity"]["fp32"]["greedy_exact_match"] == 1.0
+    assert m32["parity"]["prompt_source"].startswith("heldout.jsonl")
+    figures = m8["parity"]["int8"]
+    assert figures["perplexity_increase"] <= m8["parity"]["max_perplexity_increase"] == 0.05
+    assert figures["token_agreement"] >= 0.9 and figures["perplexity_on"] == "held-out answers"
+    files = {f["path"] for f in m8["files"]}
+    assert {"model.onnx", "tokenizer.json", "config.json", "generation_config.json", "heldout.jsonl"} <= files
+    assert not any(name.startswith("model.fp32") for name in files)
+    assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
+    inputs = m32["decoder"]["inputs"]
+    assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"] and len(inputs) == 3 + 2 * 2
+
+
+def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
+    """OnnxCausalLM: greedy tokens equal the merged torch model's generate(); a padded batch of two runs in a plain
+    InferenceSession; seeded sampling repeats; streaming yields one token at a time and ends on EOS."""
+    import forge
+    import onnxruntime as ort
+    import torch
+    from forge_hf.causal_lm import load_causal_lm
+    from forge_onnx.lm_runtime import OnnxCausalLM
+
+    fp32, _ = onnx_exports
+    lm = load_causal_lm(forge.Artifact.load(tiny_sft_run))
+    text = lm.tokenizer.apply_chat_template([{"role": "user", "content": "what is the capital of spain?"}],
+                                            add_generation_prompt=True, tokenize=False)
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    runtime = OnnxCausalLM(fp32)
+    with torch.inference_mode():
+        reference = lm.model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False,
+                                      eos_token_id=lm.eos_token_ids)[0, len(ids):].tolist()
+    assert runtime.generate(ids, max_new_tokens=16) == reference
+    stream = runtime.stream(ids, max_new_tokens=16)
+    assert next(stream) == reference[0]
+    assert runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[0]]) == reference[:1]  # yielded, then stop
+    assert len(runtime.generate(ids, max_new_tokens=5, stop_ids=[])) == 5
+    sampled = runtime.generate(ids, max_new_tokens=10, temperature=0.8, top_p=0.9, top_k=20, seed=7)
+    assert sampled == runtime.generate(ids, max_new_tokens=10, temperature=0.8, top_p=0.9, top_k=20, seed=7)
+    assert all(0 <= t < lm.model.config.vocab_size for t in sampled)
+    # the raw graph: a left-padded batch of two, empty cache
+    session = ort.InferenceSession(str(fp32 / "model.onnx"))
+    lm.tokenizer.padding_side = "left"
+    batch = lm.tokenizer(["the capital of", "hot"], return_tensors="np", padding=True)
+    mask = batch["attention_mask"].astype(np.int64)
+    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": mask,
+            "position_ids": np.clip(mask.cumsum(-1) - 1, 0, None)}
+    for name, shape in runtime.cache_shapes.items():
+        feed[name] = np.zeros((2, shape[1], 0, shape[3]), np.float32)
+    logits = session.run(["logits"], feed)[0]
+    with torch.inference_mode():
+        expected = lm.model(input_ids=torch.tensor(feed["input_ids"]), attention_mask=torch.tensor(mask)).logits
+    assert float(np.abs(logits[:, -1] - expected[:, -1].numpy()).max()) < 1e-3
+
+
+def test_int8_gate_and_bad_input(forge_cli, tiny_sft_run):
+    exports = tiny_sft_run / "exports"
+    before = sorted(p.name for p in exports.iterdir()) if exports.exists() else []
+    strict = forge_cli("export", tiny_sft_run, "--format", "onnx", "--quantize", "int8",
+                       "--set", "max_perplexity_increase=-1", timeout=600)
+    assert strict.returncode == 2
+    assert "int8 held-out perplexity" in strict.stderr and "(max_perplexity_increase -1.0)" in strict.stderr
+    bad = forge_cli("export", tiny_sft_run, "--format", "onnx", "--set", "max_accuracy_drop=0.1")
+    assert bad.returncode == 2 and "--set max_accuracy_drop: the onnx exporter takes, for causal LMs" in bad.stderr
+    after = sorted(p.name for p in exports.iterdir()) if exports.exists() else []
+    assert after == before
+
+
+@pytest.mark.slow
+def test_smollm_int8_onnx_passes_parity(forge_cli, smollm_sft_run):
+    """make demo's run (shortened) → ONNX int8. Dynamic int8 costs SmolLM2-135M ~30% held-out perplexity and a
+    third of its greedy tokens (docs/export.md), so the default gate refuses it, leaving nothing; with the limits
+    lowered knowingly it is kept, the figures recorded, and the runtime streams an answer."""
+    refused = forge_cli("export", smollm_sft_run, "--format", "onnx", "--quantize", "int8", timeout=900)
+    assert refused.returncode == 2 and "int8 held-out perplexity" in refused.stderr
+    assert not (smollm_sft_run / "exports" / "onnx-int8").exists()
+    forge_cli("export", smollm_sft_run, "--format", "onnx", "--quantize", "int8", "--set", "max_perplexity_increase=1",
+              "--set", "min_token_agreement=0.5", "--set", "require_eos=false", check=True, timeout=900)
+    out = smollm_sft_run / "exports" / "onnx-int8"
+    figures = manifest(out)["parity"]["int8"]
+    assert 0 < figures["perplexity_increase"] <= 1 and figures["token_agreement"] >= 0.5
+    from forge_onnx.lm_runtime import OnnxCausalLM
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                         add_generation_prompt=True, tokenize=False)
+    answer = OnnxCausalLM(out).generate(tokenizer(text, add_special_tokens=False)["input_ids"], max_new_tokens=64)
+    assert 0 < len(answer) <= 64 and tokenizer.decode(answer).strip()
