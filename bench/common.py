@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-# ../shared/data beside the checkout; FORGE_SHARED_DATA points elsewhere (a git worktree one level deeper)
-SHARED_DATA = Path(os.environ.get("FORGE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+# ../shared/data beside the checkout (a worktree under /work/wt/NAME looks one level further up); FORGE_SHARED_DATA
+# overrides.
+SHARED_DATA = Path(os.environ.get("FORGE_SHARED_DATA") or next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4] if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from support import Server
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "hf"))
-sys.path.insert(0, str(Path(__file__).parents[1] / "timeseries"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "forge-hf"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "forge-timeseries"))
+from series_files import write_panel, write_series
 from test_classify import FAST as CLASSIFY_FAST
 from test_classify import write_reviews
 from test_forecast import FAST as FORECAST_FAST
-from test_forecast import write_series
 
 
 def manifest(path: Path) -> dict:
@@ -84,3 +84,36 @@ def test_forecaster_export_and_server(forge_cli):
         assert [p["timestamp"] for p in a["forecast"]] == [p["timestamp"] for p in b["forecast"]]
         assert [p["value"] for p in a["forecast"]] == pytest.approx([p["value"] for p in b["forecast"]], rel=1e-4)
         assert httpx.post(f"{onnx_server.url}/forecast", json={"horizon": 99}).status_code == 422
+        for p, q in zip(a["forecast"], b["forecast"], strict=True):  # intervals from the ONNX server too
+            assert q["lo_95"] <= q["lo_80"] <= q["value"] <= q["hi_80"] <= q["hi_95"]
+            assert q["hi_95"] == pytest.approx(p["hi_95"], rel=1e-4)
+
+
+def test_panel_forecaster_onnx_export_serve_and_backtest(forge_cli, tmp_path):
+    """Per-series scaling and intervals survive the export: ONNX Runtime answers like torch, by id."""
+    from forge import Artifact, EvalRequest
+    from forge_timeseries.backtest import evaluate
+
+    write_panel(forge_cli.cwd / "p.csv", n_series=8, n=48)
+    forge_cli("run", "--recipe", "lstm-forecast", "--data", "p.csv", "--set", "id_column=store", *FORECAST_FAST,
+              "--set", "baselines=[]", "-o", "run", check=True)
+    run = forge_cli.cwd / "run"
+    forge_cli("export", run, "--format", "onnx", check=True, timeout=300)
+    onnx = run / "exports" / "onnx"
+    m = manifest(onnx)
+    assert m["kind"] == "onnx-forecaster" and m["id_column"] == "store" and m["series"] == 8
+    assert m["parity"]["fp32_max_abs_diff"] < 1e-3
+    with Server(forge_cli, run) as torch_server, Server(forge_cli, onnx) as onnx_server:
+        for series in ("s00", "s05"):
+            a = httpx.post(f"{torch_server.url}/forecast", json={"id": series}).json()
+            b = httpx.post(f"{onnx_server.url}/forecast", json={"id": series}).json()
+            assert [p["timestamp"] for p in a["forecast"]] == [p["timestamp"] for p in b["forecast"]]
+            for key in ("value", "lo_80", "hi_95"):
+                assert [p[key] for p in b["forecast"]] == pytest.approx([p[key] for p in a["forecast"]], rel=1e-4)
+        missing = httpx.post(f"{onnx_server.url}/forecast", json={})
+        assert missing.status_code == 422 and "id: required" in missing.json()["error"]["message"]
+    results = [evaluate(Artifact.load(path), EvalRequest(data=forge_cli.cwd / "p.csv", output_dir=tmp_path / name,
+                                                         options={"n_windows": 1, "baselines": "[]"}))
+               for name, path in (("torch", run), ("onnx", onnx))]
+    assert len(results[1].records) == 8
+    assert results[1].metrics["mase"] == pytest.approx(results[0].metrics["mase"], rel=1e-4)

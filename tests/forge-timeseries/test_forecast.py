@@ -1,23 +1,13 @@
-"""lstm-forecast recipe, timeseries template and /forecast server, end to end."""
+"""lstm-forecast recipe, timeseries template and /forecast server, end to end (one series; panels: test_panel.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import httpx
 import pytest
+from series_files import write_series
 from support import Server
-
-
-def write_series(path, n=80, start="2000-01-01", freq="MS", rows=None, header="date,value"):
-    import pandas as pd
-
-    if rows is None:
-        stamps = pd.date_range(start, periods=n, freq=freq)
-        rows = [f"{t.date()},{100 + 10 * math.sin(2 * math.pi * i / 12) + i:.3f}" for i, t in enumerate(stamps)]
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-    return path
 
 
 def manifest(run):
@@ -39,6 +29,24 @@ def test_recipe_end_to_end(forge_cli):
     files = {f["path"] for f in m["artifact"]["files"]}
     assert files == {"model.safetensors", "forecaster.json", "history.json"}
     assert (run / "forecast.png").read_bytes()[:4] == b"\x89PNG" and m["attachments"] == ["forecast.png"]
+    # every report shows the statistical baselines, fitted on the same training part
+    for model in ("seasonal_naive", "auto_ets", "auto_arima", "auto_theta"):
+        assert {f"{model}_{k}" for k in ("mae", "rmse", "smape", "mase", "coverage_80", "coverage_95")} \
+            <= set(m["metrics"]), model
+    comparison = m["comparison"]
+    assert set(comparison["mase"]) == {"LSTM", "SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta"}
+    best = min(comparison["mase"], key=comparison["mase"].get)
+    assert comparison["baseline_wins"] == (best != "LSTM")
+    low, high = comparison["difference_interval"]
+    assert low <= comparison["mase_difference"] <= high
+    log = (run / "run.log").read_text()
+    assert "test MASE: " in log and ("BASELINE WINS" in log) == comparison["baseline_wins"]
+    # intervals, calibrated on validation errors, with their coverage on the test window
+    assert 0 <= m["metrics"]["test_coverage_80"] <= m["metrics"]["test_coverage_95"] <= 1
+    spec = json.loads((run / "artifact" / "forecaster.json").read_text())
+    assert spec["levels"] == [80.0, 95.0] and len(spec["intervals"]["step_scale"]) == 6
+    rows = (run / "series_metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("id,model,mae,rmse,smape,mase,coverage_80,coverage_95") and len(rows) == 1 + 5
 
 
 def test_deterministic_with_a_seed_and_resumable(forge_cli):
@@ -116,11 +124,22 @@ def test_forecast_server(forge_cli):
         stored = httpx.post(f"{server.url}/forecast", json={}).json()
         assert stored["horizon"] == 6 and len(stored["forecast"]) == 6
         assert stored["forecast"][0]["timestamp"] == "2006-09-01T00:00:00"  # 80 months after 2000-01
+        assert stored["levels"] == [80.0, 95.0] and stored["model"] == "LSTM" and stored["id"] is None
+        for p in stored["forecast"]:
+            assert p["lo_95"] <= p["lo_80"] <= p["value"] <= p["hi_80"] <= p["hi_95"], p
+        narrow = httpx.post(f"{server.url}/forecast", json={"level": [50]}).json()["forecast"][0]
+        assert set(narrow) == {"timestamp", "value", "lo_50", "hi_50"}
+        assert stored["forecast"][0]["lo_80"] <= narrow["lo_50"] <= narrow["hi_50"] <= stored["forecast"][0]["hi_80"]
+        assert set(httpx.post(f"{server.url}/forecast", json={"level": []}).json()["forecast"][0]) \
+            == {"timestamp", "value"}
         history = [{"timestamp": f"2010-{m:02d}-01", "value": 100 + m} for m in range(1, 13)]
         mine = httpx.post(f"{server.url}/forecast", json={"history": history, "horizon": 3}).json()
         assert [p["timestamp"][:10] for p in mine["forecast"]] == ["2011-01-01", "2011-02-01", "2011-03-01"]
         batch = httpx.post(f"{server.url}/forecast/batch", json={"requests": [{}, {"history": history}]}).json()
-        assert batch["results"][0] == stored and len(batch["results"][1]["forecast"]) == 6
+        first = batch["results"][0]  # batched with another window: equal up to float32 rounding
+        assert [p["timestamp"] for p in first["forecast"]] == [p["timestamp"] for p in stored["forecast"]]
+        assert [p["hi_95"] for p in first["forecast"]] == pytest.approx([p["hi_95"] for p in stored["forecast"]])
+        assert len(batch["results"][1]["forecast"]) == 6
         for body, reason in [
             ({"horizon": 7}, "horizon: at most 6"),
             ({"history": history[:5]}, "history: needs at least 12 points, got 5"),
@@ -128,6 +147,9 @@ def test_forecast_server(forge_cli):
             ({"history": [{"timestamp": "x", "value": 1}] * 12}, "unparseable timestamp"),
             ({"history": [{"timestamp": "2010-01-01", "value": "lots"}] * 12}, "history.0.value"),
             ({"horizon": "soon"}, "horizon"),
+            ({"id": "store-1"}, "id: this model was trained on one series"),
+            ({"level": [100]}, "level: each level is a percentage strictly between 0 and 100"),
+            ({"model": "AutoETS"}, "model: 'AutoETS' is not one of this artifact's models (LSTM)"),
         ]:
             response = httpx.post(f"{server.url}/forecast", json=body)
             assert response.status_code == 422, body

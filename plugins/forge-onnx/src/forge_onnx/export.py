@@ -159,27 +159,22 @@ def export_forecaster(artifact: Artifact, output_dir: Path, options: dict[str, A
     import torch
 
     try:
-        from forge_timeseries.model import load_forecaster, predict
+        from forge_timeseries.model import load_forecaster, predict, sample_windows
     except ImportError:
         raise ForgeError("exporting a forecaster needs forge-timeseries: pip install 'forge-onnx[timeseries]'") \
             from None
     spec, model = load_forecaster(artifact.path)
-    tail = json.loads((artifact.path / "history.json").read_text())
-    base = np.asarray(tail["values"], dtype=np.float64)[None]
-    rng = np.random.default_rng(0)
-    windows = np.concatenate([base, base * (1 + 0.05 * rng.standard_normal((7, *base.shape[1:])))])
-    if spec.transform.get("log"):
-        windows = np.abs(windows) + 1e-6
-    inputs = torch.from_numpy(spec.window_transform().inputs(windows))
+    windows, transform = sample_windows(spec, artifact.path)  # per-series scaling for a many-series model
+    inputs = torch.from_numpy(transform.inputs(windows))
     fp32 = output_dir / "model.fp32.onnx"
     _torch_export(model, (inputs,), ["inputs"], "outputs", {"x": {0: torch.export.Dim("batch")}}, fp32,
                   int(options.get("opset", 18)))
 
     def onnx_forecast(ort_session: Any) -> np.ndarray:
-        raw = ort_session.run(None, {"inputs": spec.window_transform().inputs(windows)})[0]
-        return spec.window_transform().outputs(windows, raw)
+        raw = ort_session.run(None, {"inputs": transform.inputs(windows)})[0]
+        return transform.outputs(windows, raw)
 
-    expected = predict(spec, model, windows)
+    expected = predict(spec, model, windows, transform)
     fp32_diff = float(np.abs(onnx_forecast(session(fp32)) - expected).max())
     scale = float(np.abs(expected).max()) or 1.0
     tolerance = float(options.get("tolerance", 1e-4))
@@ -202,4 +197,5 @@ def export_forecaster(artifact: Artifact, output_dir: Path, options: dict[str, A
         shutil.copy(artifact.path / name, output_dir / name)
     return ArtifactResult(kind="onnx-forecaster", metrics=dict(artifact.manifest.get("metrics", {})), extra={
         "horizon": spec.horizon, "window": spec.window, "freq": spec.freq, "columns": spec.columns,
+        "id_column": spec.id_column, "series": artifact.manifest.get("series", 1), "levels": spec.levels,
         "quantization": options.get("quantize") or "fp32", "parity": parity})

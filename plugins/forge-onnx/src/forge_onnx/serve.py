@@ -64,19 +64,18 @@ def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
 
 def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSettings) -> Any:
     try:
+        from forge_timeseries.forecasters import WindowForecaster, load_history
         from forge_timeseries.serve import add_forecast_routes
         from forge_timeseries.spec import ForecasterSpec
     except ImportError:
         raise ForgeError("serving a forecaster needs forge-timeseries: pip install 'forge-onnx[timeseries]'") \
             from None
     spec = ForecasterSpec.load(artifact.path)
-    transform = spec.window_transform()
 
-    def predict_windows(windows: np.ndarray) -> np.ndarray:
-        raw = ort_session.run(None, {"inputs": transform.inputs(windows)})[0]
-        return transform.outputs(windows, raw)
+    def run_model(inputs: np.ndarray) -> np.ndarray:  # scaled windows → scaled forecasts; scaling is forge's
+        return ort_session.run(None, {"inputs": inputs})[0]
 
+    forecaster = WindowForecaster(artifact.kind, spec, load_history(artifact.path), run_model)
     app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings)
-    add_forecast_routes(app, spec, json.loads((artifact.path / "history.json").read_text()), predict_windows,
-                        settings)
+    add_forecast_routes(app, forecaster, settings)
     return app

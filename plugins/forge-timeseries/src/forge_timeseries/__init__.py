@@ -1,4 +1,5 @@
-"""forge-timeseries: LSTM forecasting for forge. Registered by reference: importing this imports no torch."""
+"""forge-timeseries: forecasting for forge (LSTM and statsforecast). Registered by reference: importing this imports
+no torch, pandas or statsforecast."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import forge
 
 __version__ = "0.1.0"
 
+FORECASTER_KINDS = ("forecaster", "stat-forecaster", "onnx-forecaster")
+
 
 @forge.hookimpl
 def register_recipes(register: forge.Register) -> None:
     register(forge.Recipe(name="lstm-forecast", config="forge_timeseries.recipe:ForecastConfig",
                           train="forge_timeseries.recipe:train",
-                          summary="multi-step LSTM forecaster from CSV/Parquet (MASE vs seasonal naive)"))
+                          summary="LSTM forecaster, one series or a panel, with intervals and statistical baselines"))
+    register(forge.Recipe(name="stat-forecast", config="forge_timeseries.stat_recipe:StatForecastConfig",
+                          train="forge_timeseries.stat_recipe:train",
+                          summary="statsforecast AutoETS/AutoARIMA/AutoTheta/SeasonalNaive per series, with intervals"))
 
 
 @forge.hookimpl
@@ -22,6 +28,14 @@ def register_templates(register: forge.Register) -> None:
 
 @forge.hookimpl
 def register_servers(register: forge.Register) -> None:
-    register(forge.Server(name="forecast", accepts=("forecaster",),
+    register(forge.Server(name="forecast", accepts=("forecaster", "stat-forecaster"),
                           create_app="forge_timeseries.serve:create_forecast_app",
-                          summary="POST /forecast: the next horizon values with timestamps"))
+                          summary="POST /forecast: the next horizon values with timestamps and intervals"))
+
+
+@forge.hookimpl
+def register_evaluators(register: forge.Register) -> None:
+    register(forge.Evaluator(name="backtest", accepts=FORECASTER_KINDS,
+                             evaluate="forge_timeseries.backtest:evaluate",
+                             summary="rolling-origin backtest: MAE/RMSE/sMAPE/MASE and coverage vs statistical "
+                                     "baselines"))

@@ -1,37 +1,59 @@
-"""Recipe ``lstm-forecast``: a multi-step LSTM forecaster for one series (plus optional numeric covariates).
+"""Recipe ``lstm-forecast``: a multi-step LSTM forecaster for one series or many (an id column: one global model
+over all series, each scaled by its own training part), plus optional numeric covariates.
 
     forge run --recipe lstm-forecast --data passengers.csv --set horizon=12 --set window=24 --set log_transform=true
+    forge run --recipe lstm-forecast --data sales.csv --set id_column=store --set horizon=6 --set window=12
 
-Chronological split (never shuffled across time): train | validation (``val_size``) | test (``test_size``, both
-default to ``horizon``). Scaling is fitted on the training part only. Early stopping on validation loss, the best
-weights kept. Test metrics: MAE, RMSE, sMAPE and MASE, with the seasonal-naive forecast's alongside.
+Chronological split per series (never shuffled across time): train | validation (``val_size``) | test
+(``test_size``, both default to ``horizon``). Scaling is fitted on the training part only. Early stopping on
+validation loss, the best weights kept. The validation errors calibrate the prediction intervals (normalised split
+conformal). Test metrics: MAE, RMSE, sMAPE, MASE and interval coverage, with the statistical baselines' (seasonal
+naive, AutoETS, AutoARIMA, AutoTheta from statsforecast, fitted on the same training part) beside them; the run log
+and the manifest say when a baseline wins.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from forge.artifacts import ArtifactResult
-from forge.config import DataFile, RecipeConfig
-from forge.errors import DataError
-from forge.run.context import RunContext
-from pydantic import Field
+from forge import ArtifactResult, DataError, DataFile, RecipeConfig, RunContext
+from pydantic import Field, field_validator
+
+ModelName = Literal["AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
 
 
-class ForecastConfig(RecipeConfig):
+class SeriesConfig(RecipeConfig):
+    """The data contract and split both forecasting recipes share."""
+
     data: DataFile = Field(description="CSV/TSV/Parquet with a time column and a target column")
     time_column: str = "date"
     target: str = "value"
-    covariates: list[str] = Field([], description="extra numeric input columns (past values only)")
+    id_column: str | None = Field(None, description="column naming the series of each row (many series)")
     horizon: int = Field(12, ge=1, description="steps forecast at once")
-    window: int = Field(24, ge=2, description="past steps the model sees")
-    season_length: int | None = Field(None, ge=1, description="for seasonal naive / MASE (default: from freq)")
-    val_size: int | None = Field(None, ge=1, description="validation steps (default: horizon)")
-    test_size: int | None = Field(None, ge=1, description="test steps (default: horizon)")
+    season_length: int | None = Field(None, ge=1, description="for seasonal models / MASE (default: from freq)")
+    val_size: int | None = Field(None, ge=1, description="validation steps per series (default: horizon)")
+    test_size: int | None = Field(None, ge=1, description="test steps per series (default: horizon)")
     fill: Literal["error", "interpolate", "ffill"] = Field("error", description="what to do with missing steps")
+    levels: list[float] = Field([80.0, 95.0], min_length=1, max_length=10,
+                                description="prediction interval levels, percent")
+    n_jobs: int = Field(0, ge=0, description="worker processes for the statistical models (0: one per core)")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, levels: list[float]) -> list[float]:
+        bad = [lv for lv in levels if not 0 < lv < 100]
+        if bad:
+            raise ValueError(f"levels are percentages strictly between 0 and 100, got {bad[0]:g}")
+        return sorted(set(levels))
+
+
+class ForecastConfig(SeriesConfig):
+    covariates: list[str] = Field([], description="extra numeric input columns (past values only)")
+    window: int = Field(24, ge=2, description="past steps the model sees")
     log_transform: bool = Field(False, description="model log(values): multiplicative seasonality")
     lstm_units: list[int] = Field([128, 64], min_length=1)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -42,25 +64,14 @@ class ForecastConfig(RecipeConfig):
     max_epochs: int = Field(300, ge=1)
     patience: int = Field(30, ge=1, description="early stopping: epochs without validation improvement")
     checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
+    baselines: list[ModelName] = Field(["AutoETS", "AutoARIMA", "AutoTheta"],
+                                       description="statsforecast models fitted beside it (SeasonalNaive always)")
 
 
 def windows_at(values: np.ndarray, origins: list[int], window: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     inputs = np.stack([values[t - window:t] for t in origins])
     future = np.stack([values[t:t + horizon, 0] for t in origins])
     return inputs, future
-
-
-def seasonal_naive(values: np.ndarray, origin: int, horizon: int, season: int) -> np.ndarray:
-    """Repeat the last full season before ``origin``."""
-    return np.array([values[origin - season + (h % season), 0] for h in range(horizon)])
-
-
-def scores(actual: np.ndarray, predicted: np.ndarray, scale: float) -> dict[str, float]:
-    error = predicted - actual
-    denominator = np.abs(actual) + np.abs(predicted)
-    smape = float(np.mean(np.where(denominator > 0, 2 * np.abs(error) / np.where(denominator > 0, denominator, 1), 0)))
-    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2))),
-            "smape": 100 * smape, "mase": float(np.mean(np.abs(error)) / scale)}
 
 
 def _save_state(directory: Path, model: Any, optimizer: Any, best: dict[str, Any], generator: Any,
@@ -100,51 +111,117 @@ def _load_state(directory: Path, model: Any, optimizer: Any, generator: Any) -> 
     return best, progress
 
 
+def describe_panel(splits: list[Any], season: int) -> str:
+    first = splits[0].series
+    if len(splits) == 1:
+        return f"series: {splits[0].n} points, freq {first.freq}, season {season}; filled {first.filled}"
+    lengths = [s.n for s in splits]
+    return (f"{len(splits)} series, {min(lengths)}-{max(lengths)} points each ({sum(lengths)} in all), freq "
+            f"{first.freq}, season {season}; filled {sum(s.series.filled for s in splits)}")
+
+
+def dataset_facts(splits: list[Any], season: int) -> dict[str, Any]:
+    first = splits[0]
+    facts: dict[str, Any] = {"points": sum(s.n for s in splits), "freq": first.series.freq, "season_length": season,
+                             "filled": sum(s.series.filled for s in splits),
+                             "train_end": str(first.series.timestamps[first.val_start - 1]),
+                             "test_start": str(first.series.timestamps[first.test_start])}
+    if len(splits) > 1 or first.series.id is not None:
+        facts["series"] = len(splits)
+        facts.pop("train_end")
+        facts.pop("test_start")
+    return facts
+
+
+def fit_baselines(ctx: RunContext, splits: list[Any], names: tuple[str, ...], horizon: int, season: int,
+                  levels: tuple[float, ...], jobs: int) -> tuple[list[Any], dict[str, dict[str, str]]]:
+    """statsforecast models fitted on each series' training part, forecasting from its test origins."""
+    from forge_timeseries.statistical import SeriesTask, run_tasks
+
+    tasks = [SeriesTask(target=s.series.values[:, 0], fit_end=s.val_start, origins=s.test_origins, horizon=horizon,
+                        season=season, models=names, levels=levels) for s in splits]
+    bar = ctx.progress(total=len(tasks), desc="baselines")
+    results = run_tasks(tasks, jobs, on_done=bar.update, should_stop=lambda: ctx.should_stop)
+    bar.close()
+    failures = {s.key: r.failures for s, r in zip(splits, results, strict=True) if r.failures}
+    if failures:
+        count = sum(len(f) for f in failures.values())
+        key, first = next(iter(failures.items()))
+        model, why = next(iter(first.items()))
+        ctx.log(f"{count} baseline fit(s) failed and fell back to seasonal naive, e.g. {model} on "
+                f"{'series ' + repr(key) if key else 'the series'}: {why}")
+    return results, failures
+
+
 def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
     import torch
     from safetensors.torch import save_file
 
-    from forge_timeseries.series import read_series, season_length
-    from forge_timeseries.spec import ForecasterSpec, WindowTransform
+    from forge_timeseries.forecasters import SeriesTail, save_history
+    from forge_timeseries.model import LSTMForecaster
+    from forge_timeseries.report import (
+        ModelForecast,
+        build_report,
+        compare,
+        comparison_line,
+        flat_metrics,
+        plot_forecasts,
+        write_series_metrics,
+    )
+    from forge_timeseries.series import read_panel, season_length
+    from forge_timeseries.spec import ForecasterSpec, IntervalCalibration, WindowTransform
+    from forge_timeseries.split import plan_splits
 
-    series = read_series(config.data, config.time_column, config.target, config.covariates, config.fill)
-    values, n = series.values, len(series.values)
+    panel = read_panel(config.data, config.time_column, config.target, config.covariates, config.id_column,
+                       config.fill)
     horizon, window = config.horizon, config.window
-    val_size, test_size = config.val_size or horizon, config.test_size or horizon
-    test_start, val_start = n - test_size, n - test_size - val_size
-    needed = window + horizon + val_size + test_size
-    if n < needed:
-        raise DataError(f"{config.data}: {n} points is shorter than window + horizon + validation + test "
-                        f"({window} + {horizon} + {val_size} + {test_size} = {needed})")
-    if config.log_transform and (values <= 0).any():
-        raise DataError(f"{config.data}: log_transform needs positive values; column '{config.target}' has some ≤ 0")
-    season = config.season_length or season_length(series.freq)
-    train_origins = list(range(window, val_start - horizon + 1))
-    val_origins = [t for t in range(max(window, val_start - horizon + 1), test_start - horizon + 1)]
-    test_origins = list(range(test_start, n - horizon + 1))
-    if not val_origins:
-        val_origins = [test_start - horizon] if test_start - horizon >= window else [train_origins[-1]]
-    ctx.log(f"series: {n} points, freq {series.freq}, season {season}; filled {series.filled}; "
-            f"train windows {len(train_origins)}, validation {len(val_origins)}, test origins {len(test_origins)}")
-    transform = WindowTransform.fit(values[:val_start], config.log_transform)
-    spec = ForecasterSpec(n_features=values.shape[1], horizon=horizon, window=window, lstm_units=config.lstm_units,
-                          dropout=config.dropout, dense_units=config.dense_units, columns=series.columns,
-                          time_column=config.time_column, freq=series.freq, season_length=season,
-                          transform={"log": transform.log, "scales": transform.scales})
-    ctx.record(dataset={"points": n, "freq": series.freq, "season_length": season, "filled": series.filled,
-                        "train_end": str(series.timestamps[val_start - 1]),
-                        "test_start": str(series.timestamps[test_start])})
+    season = config.season_length or season_length(panel[0].freq)
+    splits = plan_splits(panel, horizon, config.val_size, config.test_size, season, window=window)
+    if config.log_transform:
+        for split in splits:
+            if (split.series.values <= 0).any():
+                raise DataError(f"{split.series.where()}: log_transform needs positive values; column "
+                                f"'{config.target}' has some ≤ 0")
+    levels = tuple(config.levels)
+    many = config.id_column is not None
+    ctx.log(f"{describe_panel(splits, season)}; train windows {sum(len(s.train_origins) for s in splits)}, "
+            f"validation {sum(len(s.val_origins) for s in splits)}, "
+            f"test origins {sum(len(s.test_origins) for s in splits)}")
+    transforms = [WindowTransform.fit(s.series.values[:s.val_start], config.log_transform) for s in splits]
+    scales = np.asarray([t.scales for t in transforms])
+    spec = ForecasterSpec(n_features=len(panel[0].columns), horizon=horizon, window=window,
+                          lstm_units=config.lstm_units, dropout=config.dropout, dense_units=config.dense_units,
+                          columns=panel[0].columns, time_column=config.time_column, freq=panel[0].freq,
+                          season_length=season,
+                          transform={"log": config.log_transform, "scales": np.median(scales, axis=0).tolist()},
+                          id_column=config.id_column,
+                          series_scales={s.key: list(t.scales) for s, t in zip(splits, transforms, strict=True)}
+                          if many else {},
+                          levels=list(levels),
+                          # validation steers early stopping and calibrates intervals: seen, in that sense
+                          trained_until={s.key: str(s.series.timestamps[s.test_start - 1]) for s in splits})
+    ctx.record(dataset=dataset_facts(splits, season))
+
+    def stacked(which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Model inputs and targets of every series' ``which`` origins, with each window's series and origin."""
+        xs, ys, owners, origins = [], [], [], []
+        for index, (split, transform) in enumerate(zip(splits, transforms, strict=True)):
+            at = getattr(split, f"{which}_origins")
+            inputs, future = windows_at(split.series.values, at, window, horizon)
+            xs.append(transform.inputs(inputs))
+            ys.append(transform.targets(inputs, future))
+            owners.append(np.full(len(at), index))
+            origins.append(np.asarray(at))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(owners), np.concatenate(origins)
 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = spec.build()
+    model = LSTMForecaster.from_spec(spec)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    train_x, train_y = windows_at(values, train_origins, window, horizon)
-    val_x, val_y = windows_at(values, val_origins, window, horizon)
-    tx = torch.from_numpy(transform.inputs(train_x))
-    ty = torch.from_numpy(transform.targets(train_x, train_y))
-    vx = torch.from_numpy(transform.inputs(val_x))
-    vy = torch.from_numpy(transform.targets(val_x, val_y))
+    train_x, train_y, _, _ = stacked("train")
+    val_x, val_y, val_owner, val_origin = stacked("val")
+    tx, ty = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y)
     best = {k: v.clone() for k, v in model.state_dict().items()}
     progress: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
     if ctx.resume_from is not None:
@@ -193,55 +270,60 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
     model.load_state_dict(best)
     model.eval()
 
-    from forge_timeseries.model import predict
+    # Intervals: validation errors on targets the model never trained on (at or after each series' val_start).
+    with torch.inference_mode():
+        val_errors = (vy - model(vx)).numpy().astype(np.float64)
+    val_starts = np.asarray([s.val_start for s in splits])[val_owner]
+    out_of_sample = (val_origin[:, None] + np.arange(horizon)[None, :]) >= val_starts[:, None]
+    calibration = IntervalCalibration.fit(val_errors, out_of_sample)
+    spec.intervals = asdict(calibration)
+    ctx.log(f"intervals: split conformal on {int(out_of_sample.sum())} validation errors; "
+            + ", ".join(f"{lv:g}% half-width at step 1 / {horizon}: {calibration.widths(lv, horizon)[0]:.2f} / "
+                        f"{calibration.widths(lv, horizon)[-1]:.2f} scaled units" for lv in levels))
+    if int(out_of_sample.sum()) < 100 / (100 - max(levels)):
+        ctx.log(f"warning: {int(out_of_sample.sum())} calibration errors are too few for a {max(levels):g}% interval"
+                " (it uses the largest); a longer val_size gives more")
 
-    test_x, test_y = windows_at(values, test_origins, window, horizon)
-    forecast = predict(spec, model, test_x)
-    naive = np.stack([seasonal_naive(values, t, horizon, season) for t in test_origins])
-    train_part = values[:val_start, 0]
-    scale = float(np.mean(np.abs(train_part[season:] - train_part[:-season]))) or 1.0
-    model_scores = scores(test_y, forecast, scale)
-    naive_scores = scores(test_y, naive, scale)
-    metrics = {f"test_{k}": v for k, v in model_scores.items()}
-    metrics.update({f"seasonal_naive_{k}": v for k, v in naive_scores.items()})
+    forecasts: list[dict[str, ModelForecast]] = []
+    for split, transform in zip(splits, transforms, strict=True):
+        inputs, _ = windows_at(split.series.values, split.test_origins, window, horizon)
+        with torch.inference_mode():
+            predicted = model(torch.from_numpy(transform.inputs(inputs))).numpy().astype(np.float64)
+        widths = {lv: calibration.widths(lv, horizon) for lv in levels}
+        forecasts.append({"LSTM": ModelForecast(
+            mean=transform.outputs(inputs, predicted),
+            lower={lv: transform.outputs(inputs, predicted - w) for lv, w in widths.items()},
+            upper={lv: transform.outputs(inputs, predicted + w) for lv, w in widths.items()})})
+    names = ("SeasonalNaive", *[b for b in config.baselines if b != "SeasonalNaive"])
+    baseline_results, failures = fit_baselines(ctx, splits, names, horizon, season, levels, config.n_jobs)
+    for by_model, result in zip(forecasts, baseline_results, strict=True):
+        by_model.update({name: ModelForecast(result.mean[name], result.lower[name], result.upper[name])
+                         for name in names})
+    report = build_report(splits, forecasts, ["LSTM", *names], horizon)
+    comparison = compare(report, "LSTM", seed=config.seed)
+    metrics = flat_metrics(report, "LSTM")
     metrics["best_val_loss"] = progress["best_val"]
     metrics["epochs"] = progress["epoch"]
-    ctx.log(f"test: MASE {model_scores['mase']:.3f} vs seasonal naive {naive_scores['mase']:.3f}; "
-            f"sMAPE {model_scores['smape']:.2f}% vs {naive_scores['smape']:.2f}%")
+    ctx.log(comparison_line(comparison))
+    own, naive = report.aggregated["LSTM"], report.aggregated["SeasonalNaive"]
+    ctx.log(f"test: MASE {own['mase']:.3f} vs seasonal naive {naive['mase']:.3f}; sMAPE {own['smape']:.2f}% vs "
+            f"{naive['smape']:.2f}%; " + ", ".join(f"{lv:g}% interval coverage {own[f'coverage_{lv:g}']:.2f}"
+                                                  for lv in levels))
+    ctx.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")})
+    ctx.record(comparison=comparison, series_metrics="series_metrics.csv",
+               **({"baseline_failures": failures} if failures else {}))
+    write_series_metrics(ctx.run_dir / "series_metrics.csv", report)
 
     out = ctx.artifact_dir
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
     spec.save(out)
-    tail = {"timestamps": [str(t) for t in series.timestamps[-window:]], "values": values[-window:].tolist()}
-    (out / "history.json").write_text(json.dumps(tail))
-    plot = plot_forecast(ctx.run_dir / "forecast.png", series.timestamps, values[:, 0], test_origins, forecast,
-                         naive, config.target)
+    save_history(out, {s.series.id: SeriesTail(s.series.timestamps[-window:], s.series.values[-window:])
+                       for s in splits})
+    plot = plot_forecasts(ctx.run_dir / "forecast.png", report, "LSTM", comparison.get("best_baseline"),
+                          config.target)
     ctx.attach(plot)
     return ArtifactResult(kind="forecaster", metrics=metrics, extra={
-        "horizon": horizon, "window": window, "freq": series.freq, "columns": series.columns,
-        "beats_seasonal_naive": model_scores["mase"] < naive_scores["mase"]})
-
-
-def plot_forecast(path: Path, stamps: Any, target: np.ndarray, origins: list[int], forecast: np.ndarray,
-                  naive: np.ndarray, name: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    horizon = forecast.shape[1]
-    first = origins[0]
-    show_from = max(0, first - 6 * horizon)
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(stamps[show_from:first], target[show_from:first], color="black", label="history")
-    ax.plot(stamps[first:], target[first:], color="black", linestyle=":", label="actual (test)")
-    ax.plot(stamps[first:first + horizon], forecast[0], color="tab:blue", label="LSTM forecast")
-    ax.plot(stamps[first:first + horizon], naive[0], color="tab:orange", linestyle="--", label="seasonal naive")
-    ax.set_title(f"{name}: forecast from {str(stamps[first])[:10]}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        "horizon": horizon, "window": window, "freq": panel[0].freq, "columns": panel[0].columns,
+        "id_column": config.id_column, "series": len(splits), "levels": list(levels),
+        "beats_seasonal_naive": own["mase"] < naive["mase"], "comparison": comparison})
