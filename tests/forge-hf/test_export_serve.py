@@ -49,7 +49,7 @@ def test_export_errors(forge_cli, trained):
     bad = forge_cli("export", trained, "--format", "onnx-ish")
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("forge: error: unknown export format 'onnx-ish'; for a causal-lm-adapter "
-                                         "artifact: merged")
+                                         "artifact: gguf, merged")
     missing = forge_cli("export", forge_cli.cwd / "nope", "--format", "merged")
     assert missing.returncode == 2 and "no such directory" in missing.stderr
     forge_cli("export", trained, "--format", "merged", "--output", "m", check=True)

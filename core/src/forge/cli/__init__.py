@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from forge.console import quiet_libraries, set_verbose
 from forge.errors import ForgeError
 
 app = typer.Typer(
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     _register_plugin_commands()
     command = typer.main.get_command(app)
     args = _normalize_argv(sys.argv[1:] if argv is None else argv)
+    if "-v" in args or "--verbose" in args:
+        set_verbose(True)
+    quiet_libraries()  # every command: libraries' notices and progress bars only with -v
     _ARGS[:] = args
     try:
         # standalone mode: usage errors print one message and exit 2 (typer vendors its own click).
