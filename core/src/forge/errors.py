@@ -7,8 +7,11 @@ class ForgeError(Exception):
     """A problem the user can fix: bad input, a missing plugin, a file that is not there.
 
     The message is shown as is, so it names what is wrong and where (file, line, field).
-    A multi-problem error keeps one problem per line in ``problems``.
+    A multi-problem error keeps one problem per line in ``problems``. ``exit_code`` is 2 (bad input) unless a
+    subclass says otherwise (a failed gate: 3).
     """
+
+    exit_code = 2
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         command.main(args=args, prog_name="forge", standalone_mode=True)
     except ForgeError as error:
         report(error)
-        sys.exit(2)
+        sys.exit(error.exit_code)
     except KeyboardInterrupt:  # before a run could take over the signal (or outside one): stop quietly
         print("forge: interrupted", file=sys.stderr)
         sys.exit(130)
