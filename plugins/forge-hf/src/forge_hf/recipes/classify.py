@@ -144,7 +144,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     implementation = attention(config)
     loaded = ctx.load_model(ModelRequest(
         model=config.model, task="sequence-classification", dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, seed=config.seed,
         options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
                                      else {})}))
     tokenizer = loaded.tokenizer

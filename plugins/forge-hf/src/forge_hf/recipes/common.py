@@ -128,6 +128,7 @@ def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int |
         max_seq_length=max_length,
         gradient_checkpointing=config.gradient_checkpointing,
         lora=lora_settings(config) if config.use_peft else None,
+        seed=config.seed,
         options={**({"model_kwargs": {"attn_implementation": implementation}} if implementation else {}),
                  **({"recipe": recipe} if recipe else {})},
     )
