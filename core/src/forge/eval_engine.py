@@ -342,7 +342,8 @@ def _baseline(prepared: Prepared, hooks: Hooks, plugins: PluginSet) -> dict[str,
     if stored is not None:
         path, found = stored
         hooks.log(f"baseline {options.baseline}: reusing its {found['suite']} eval of {found['finished']} ({path})")
-        return {"reference": options.baseline, "metrics": found["metrics"], "path": str(path), "reused": True}
+        return {"reference": options.baseline, "metrics": found["metrics"], "path": str(path.resolve()),
+                "reused": True}
     hooks.log(f"baseline {options.baseline}: no stored {prepared.evaluator.name} eval on this data and options; "
               "evaluating it")
     baseline_options = EvalOptions(reference=options.baseline, suite=options.suite, data=prepared.data,
@@ -352,7 +353,7 @@ def _baseline(prepared: Prepared, hooks: Hooks, plugins: PluginSet) -> dict[str,
                      prepared.data_sha256, target)
     outcome = evaluate(inner, Hooks(log=hooks.log, progress=hooks.progress, should_stop=hooks.should_stop,
                                     tracking=hooks.tracking), plugins)
-    return {"reference": options.baseline, "metrics": outcome.eval_json["metrics"], "path": str(outcome.path),
+    return {"reference": options.baseline, "metrics": outcome.eval_json["metrics"], "path": str(outcome.path.resolve()),
             "reused": False}
 
 

@@ -38,8 +38,12 @@ def eval_command(
     options: dict[str, Any] = dict(source.values)
     prepared = prepare(EvalOptions(reference=artifact, suite=suite, data=data, options=options, gates=list(gates),
                                    baseline=baseline, seed=seed, output_dir=output_dir))
-    with stop_requests() as should_stop:
-        outcome = evaluate(prepared, Hooks(log=log_line, should_stop=should_stop))
+    try:
+        with stop_requests() as should_stop:
+            outcome = evaluate(prepared, Hooks(log=log_line, should_stop=should_stop))
+    except KeyboardInterrupt:
+        typer.echo("forge: eval interrupted; nothing was kept", err=True)
+        raise typer.Exit(130) from None
     lines = summary_lines(outcome)
     if as_json:
         sys.stdout.write(json.dumps(outcome.eval_json, indent=2) + "\n")
