@@ -143,7 +143,7 @@ def test_ctrl_c_exits_130_and_leaves_no_result(forge_cli):
     while not list((run / "artifact").glob("evals/.closeness-*/started")) and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "SIGINT: stopping the eval" in err and "forge: eval interrupted; nothing was kept" in err
     assert not list((run / "artifact").rglob("eval.json"))
@@ -178,7 +178,7 @@ def test_baseline_is_reused_or_evaluated_and_compared(forge_cli):
     # the same suite, data and options again: the stored result is reused, nothing new under old/
     again = forge_cli("eval", "new", "--suite", "closeness", "--data", "t.jsonl", "--baseline", "old", "--json",
                       check=True)
-    assert f"reusing its closeness eval" in again.stderr and json.loads(again.stdout)["baseline"]["reused"] is True
+    assert "reusing its closeness eval" in again.stderr and json.loads(again.stdout)["baseline"]["reused"] is True
     assert len(_evals(old / "artifact")) == 1
     # other options: evaluated anew; a gate against the baseline that fails exits 3
     worse = forge_cli("eval", "old", "--suite", "closeness", "--data", "t.jsonl", "--set", "tol=0.1",
