@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forge.errors import ConfigError
 
@@ -27,12 +36,59 @@ ENGINE_KEYS = ("recipe", "provider", "output_dir")
 DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow"}
 
 
+class EvalSuite(BaseModel):
+    """One entry of ``eval_suites``: a suite run on the finished artifact (``forge eval ARTIFACT --suite ...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = Field(description="evaluation suite (forge list-plugins --kind evaluators)")
+    data: Path | None = Field(None, description="data file (relative to the config file)")
+    options: dict[str, Any] = Field(default_factory=dict, description="suite options (like forge eval --set)")
+    gates: list[str] = Field(default_factory=list, description="gates, e.g. 'accuracy>=0.85'; a failed one exits 3")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"suite": value} if isinstance(value, str) else value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dirs", {}).get("eval_suites")
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else Path(base or Path.cwd()) / path).resolve()
+        if not path.exists():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: list[str]) -> list[str]:
+        from forge.gates import parse_gate
+
+        for expr in value:
+            try:
+                gate = parse_gate(expr)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("--gate ")) from None
+            if gate.needs_baseline:
+                raise ValueError(f"gate {expr!r}: eval_suites have no baseline; use a number")
+        return value
+
+
 class RecipeConfig(BaseModel):
-    """Base for recipe configs: unknown keys are errors, and every run has a seed."""
+    """Base for recipe configs: unknown keys are errors, every run has a seed, and may evaluate its artifact at the
+    end (``eval_suites``)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     seed: int = 42
+    eval_suites: list[EvalSuite] = Field(
+        default_factory=list,
+        description="evaluate the artifact when the run completes: suite names, or {suite, data, options, gates} "
+                    "(docs/evaluation.md); a failed gate exits 3, the run stays completed")
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:

@@ -26,12 +26,14 @@ app = typer.Typer(
 
 def _register_builtin_commands() -> None:
     from forge.cli import env, export, init, list_plugins, run, serve
+    from forge.cli import eval as eval_cli
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
     app.command("list-plugins")(list_plugins.list_plugins)
     app.command("init")(init.init)
     app.command("export")(export.export)
     app.command("serve")(serve.serve)
+    app.command("eval")(eval_cli.eval_command)
     app.command("env")(env.env)
 
 

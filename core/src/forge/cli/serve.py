@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import typer
 
-from forge.artifacts import Artifact
 from forge.contributions import Registered
 from forge.errors import ForgeError
 from forge.plugins import PluginSet, get_plugins
@@ -33,7 +31,8 @@ def pick_server(plugins: PluginSet, kind: str, name: str | None) -> Registered:
 
 
 def serve(
-    artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
+    artifact: str = typer.Argument(..., help="A completed run directory, an artifact or export directory, or "
+                                             "models:/NAME/VERSION or models:/NAME@ALIAS."),
     server: str = typer.Option(None, "--server", help="Server name, when several take this kind."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -44,8 +43,15 @@ def serve(
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Give up on a request after this long (504)."),
 ) -> None:
     """Serve an artifact over HTTP. Example: forge serve runs/sft-1 --port 8000"""
-    loaded = Artifact.load(artifact)
-    chosen = pick_server(get_plugins(), loaded.kind, server)
+    from forge.references import resolve_reference
+
+    plugins = get_plugins()
+    served = {k for r in plugins.all("servers") for k in r.item.accepts}
+    reference = resolve_reference(artifact, tuple(sorted(served)) if served else None)
+    if reference.note:
+        typer.echo(reference.note, err=True)
+    loaded = reference.artifact
+    chosen = pick_server(plugins, loaded.kind, server)
     settings = ServeSettings(
         host=host,
         port=port,
