@@ -64,3 +64,10 @@ def register_templates(register: forge.Register) -> None:
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
     register(forge.Template(name="sentiment", files="forge_hf.templates:sentiment_files",
                             summary="sentiment classifier project (MiniLM + example reviews), served at /predict"))
+
+
+@forge.hookimpl
+def register_evaluators(register: forge.Register) -> None:
+    register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
+                             evaluate="forge_hf.eval_classification:evaluate",
+                             summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
