@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from eval_models import REVIEWS, make_classifier_artifact
 from forge import Artifact, ConfigError, DataError, EvalRequest, ForgeError
-
 from forge_hf.eval_classification import expected_calibration_error, macro_f1
 
 
