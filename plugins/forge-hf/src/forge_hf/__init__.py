@@ -71,3 +71,10 @@ def register_evaluators(register: forge.Register) -> None:
     register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
                              evaluate="forge_hf.eval_classification:evaluate",
                              summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
+    lm = "forge_hf.eval_lm"
+    register(forge.Evaluator(name="perplexity", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:perplexity",
+                             summary="token-weighted perplexity of completions or text (chat/text JSONL)"))
+    register(forge.Evaluator(name="exact-match", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:exact_match",
+                             summary="batched greedy answers vs references: GSM8K '#### N', regex or whole string"))
+    register(forge.Evaluator(name="generation-checks", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:generation_checks",
+                             summary="generation stops at EOS; the chat template round-trips and ends turns"))
