@@ -78,3 +78,5 @@ def register_evaluators(register: forge.Register) -> None:
                              summary="batched greedy answers vs references: GSM8K '#### N', regex or whole string"))
     register(forge.Evaluator(name="generation-checks", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:generation_checks",
                              summary="generation stops at EOS; the chat template round-trips and ends turns"))
+    register(forge.Evaluator(name="lm-eval", accepts=CAUSAL_LM_KINDS, evaluate="forge_hf.eval_lmeval:evaluate",
+                             summary="an lm-evaluation-harness task on a local file (needs lm-eval installed)"))
