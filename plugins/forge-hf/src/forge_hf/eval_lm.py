@@ -344,6 +344,9 @@ def exact_match(artifact: Artifact, request: EvalRequest) -> EvalResult:
     max_new_tokens = int_option(options, "max_new_tokens", 256)
     limit = int_option(options, "limit", 0, minimum=0)
     regex = options.get("regex")
+    if regex is not None and not isinstance(regex, str):
+        raise ConfigError(f"--set regex={regex}: read as {type(regex).__name__}, not text; quote it: "
+                          "--set 'regex=\"PATTERN\"'")
     mode = str(options.get("extract", "regex" if regex else "auto"))
     if mode not in ("auto", "gsm8k", "regex", "whole"):
         raise ConfigError(f"--set extract={mode}: expected auto, gsm8k, regex or whole")
