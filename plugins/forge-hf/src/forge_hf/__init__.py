@@ -50,9 +50,11 @@ def register_exporters(register: forge.Register) -> None:
 @forge.hookimpl
 def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
+                          predict="forge_hf.predict:causal_lm_predictor",
                           summary="OpenAI-compatible chat/completions API"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
                           create_app="forge_hf.serve_classifier:create_classifier_app",
+                          predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
 
 
@@ -62,3 +64,19 @@ def register_templates(register: forge.Register) -> None:
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
     register(forge.Template(name="sentiment", files="forge_hf.templates:sentiment_files",
                             summary="sentiment classifier project (MiniLM + example reviews), served at /predict"))
+
+
+@forge.hookimpl
+def register_evaluators(register: forge.Register) -> None:
+    register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
+                             evaluate="forge_hf.eval_classification:evaluate",
+                             summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
+    lm = "forge_hf.eval_lm"
+    register(forge.Evaluator(name="perplexity", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:perplexity",
+                             summary="token-weighted perplexity of completions or text (chat/text JSONL)"))
+    register(forge.Evaluator(name="exact-match", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:exact_match",
+                             summary="batched greedy answers vs references: GSM8K '#### N', regex or whole string"))
+    register(forge.Evaluator(name="generation-checks", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:generation_checks",
+                             summary="generation stops at EOS; the chat template round-trips and ends turns"))
+    register(forge.Evaluator(name="lm-eval", accepts=CAUSAL_LM_KINDS, evaluate="forge_hf.eval_lmeval:evaluate",
+                             summary="an lm-evaluation-harness task on a local file (needs lm-eval installed)"))

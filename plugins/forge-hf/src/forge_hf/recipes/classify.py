@@ -107,7 +107,8 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, n: int) ->
             "confusion_matrix": matrix.tolist()}
 
 
-def plot_confusion(path: Path, matrix: list[list[int]], names: list[str]) -> Path:
+def plot_confusion(path: Path, matrix: list[list[int]], names: list[str],
+                   title: str = "held-out confusion matrix") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +125,7 @@ def plot_confusion(path: Path, matrix: list[list[int]], names: list[str]) -> Pat
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
     fig.colorbar(image, ax=ax)
-    ax.set_title("held-out confusion matrix")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
