@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from forge.artifacts import write_json_atomic
-from forge.errors import ForgeError
+from forge.errors import ForgeError, TrainingDiverged
 from forge.models import LoadedModel, ModelRequest
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class RunContext:
         self.is_main = is_main
         self._log = (run_dir / "run.log").open("a", encoding="utf-8") if is_main else None
         self._metrics_file = run_dir / "metrics.jsonl"
+        self._nonfinite_said = False
 
     # -- reporting ----------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -147,6 +148,24 @@ class RunContext:
 
         return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
                     file=sys.stderr, disable=not self.is_main, leave=True)
+
+    def check_loss(self, loss: float, step: int, policy: str = "stop") -> bool:
+        """Whether the training ``loss`` of ``step`` is finite. When it is not, ``policy`` (a recipe's
+        ``nan_policy``) decides: ``stop`` raises :class:`TrainingDiverged` (the run ends ``failed`` at this step;
+        write no checkpoint after it, so the last one is the last good one), ``continue`` says so once and goes on."""
+        import math
+
+        if math.isfinite(loss):
+            return True
+        if policy == "continue":
+            if not self._nonfinite_said:
+                self._nonfinite_said = True
+                self.log(f"warning: training loss is {loss} at step {step}; going on (nan_policy: continue)")
+            return False
+        last = latest_checkpoint(self.checkpoint_dir)
+        kept = f"last good checkpoint {last[0]}" if last else "no checkpoint was written before it"
+        raise TrainingDiverged(f"training loss became {loss} at step {step}: run stopped (nan_policy: stop), "
+                               f"{kept}; try a lower learning_rate (or nan_policy: continue)")
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
