@@ -25,6 +25,8 @@ from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 MARKED = re.compile(r"(<!-- fields: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fields -->)", re.S)
+LONG = 12  # a Literal with more names than this is summarised (the error for a wrong value lists them all)
+CHOICES = "`plugins/forge-hf/src/forge_hf/recipes/choices.py`"
 BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "min length", "max_length": "max length"}
 
 
@@ -36,6 +38,8 @@ def load(ref: str) -> Any:
 def type_name(annotation: Any) -> str:
     """A short spelling of a field's type: ``int | None``, ``'bfd' | 'wrapped'``, ``list[str]``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal and len(args) > LONG:
+        return f"{len(args)} names: {', '.join(repr(a) for a in args[:3])}… (all in {CHOICES})"
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):

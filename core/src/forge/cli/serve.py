@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from forge.artifacts import Artifact
+from forge.config import ConfigSource, validate
 from forge.contributions import Registered
 from forge.errors import ForgeError
 from forge.plugins import PluginSet, get_plugins
@@ -32,6 +33,21 @@ def pick_server(plugins: PluginSet, kind: str, name: str | None) -> Registered:
     return accepting[0]
 
 
+def serve_settings(flags: dict[str, object]) -> ServeSettings:
+    """The flags as :class:`ServeSettings`, every bad one reported at once (``--port 0: port: ...``), exit 2."""
+    source = ConfigSource()
+    for flag, value in flags.items():
+        if flag == "--api-key" and value is None:
+            value = os.environ.get("FORGE_API_KEY") or None
+            where = "FORGE_API_KEY"
+        else:
+            where = f"{flag} {value}"
+        if value is not None:
+            source.set(flag.removeprefix("--").replace("-", "_"), value, where)
+    settings: ServeSettings = validate(ServeSettings, source)  # type: ignore[assignment]
+    return settings
+
+
 def serve(
     artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
     server: str = typer.Option(None, "--server", help="Server name, when several take this kind."),
@@ -44,17 +60,12 @@ def serve(
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Give up on a request after this long (504)."),
 ) -> None:
     """Serve an artifact over HTTP. Example: forge serve runs/sft-1 --port 8000"""
+    settings = serve_settings({
+        "--host": host, "--port": port, "--api-key": api_key, "--max-body-bytes": max_body_bytes,
+        "--max-batch-size": max_batch_size, "--max-wait-ms": max_wait_ms, "--timeout-s": timeout_s,
+    })
     loaded = Artifact.load(artifact)
     chosen = pick_server(get_plugins(), loaded.kind, server)
-    settings = ServeSettings(
-        host=host,
-        port=port,
-        api_key=api_key or os.environ.get("FORGE_API_KEY") or None,
-        max_body_bytes=max_body_bytes,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        timeout_s=timeout_s,
-    )
     app = chosen.item.build(loaded, settings)
     import uvicorn
 

@@ -149,7 +149,7 @@ class RunContext:
         return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
                     file=sys.stderr, disable=not self.is_main, leave=True)
 
-    def check_loss(self, loss: float, step: int, policy: str = "stop") -> bool:
+    def check_loss(self, loss: float, step: int, policy: str = "stop", unit: str = "step") -> bool:
         """Whether the training ``loss`` of ``step`` is finite. When it is not, ``policy`` (a recipe's
         ``nan_policy``) decides: ``stop`` raises :class:`TrainingDiverged` (the run ends ``failed`` at this step;
         write no checkpoint after it, so the last one is the last good one), ``continue`` says so once and goes on."""
@@ -160,11 +160,11 @@ class RunContext:
         if policy == "continue":
             if not self._nonfinite_said:
                 self._nonfinite_said = True
-                self.log(f"warning: training loss is {loss} at step {step}; going on (nan_policy: continue)")
+                self.log(f"warning: training loss is {loss} at {unit} {step}; going on (nan_policy: continue)")
             return False
         last = latest_checkpoint(self.checkpoint_dir)
         kept = f"last good checkpoint {last[0]}" if last else "no checkpoint was written before it"
-        raise TrainingDiverged(f"training loss became {loss} at step {step}: run stopped (nan_policy: stop), "
+        raise TrainingDiverged(f"training loss became {loss} at {unit} {step}: run stopped (nan_policy: stop), "
                                f"{kept}; try a lower learning_rate (or nan_policy: continue)")
 
     # -- checkpoints --------------------------------------------------------------------------------------
