@@ -72,9 +72,10 @@ def invocation() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``forge`` script."""
-    _register_builtin_commands()
-    _register_plugin_commands()
+    """Entry point of the ``forge`` script (also callable in-process: ``main(["run", "--dry-run", ...])``)."""
+    if not app.registered_commands:  # once per process
+        _register_builtin_commands()
+        _register_plugin_commands()
     command = typer.main.get_command(app)
     args = _normalize_argv(sys.argv[1:] if argv is None else argv)
     if "-v" in args or "--verbose" in args:

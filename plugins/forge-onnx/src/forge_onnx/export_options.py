@@ -15,13 +15,14 @@ class OnnxOptions(FieldRules):
     quantize: Literal["int8"] | None = Field(None, description="int8: onnxruntime dynamic quantization")
     tolerance: float | None = Field(None, gt=0, description="fp32 max abs difference to the source model "
                                     "(default 1e-4; causal LMs 1e-3)")
-    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="int8 classifier: held-out accuracy "
-                                            "may drop by at most this (default 0.02)")
+    max_accuracy_drop: float | None = Field(None, ge=-1, le=1, description="int8 classifier: held-out accuracy "
+                                            "may drop by at most this (default 0.02; negative: must improve)")
     int8_tolerance: float | None = Field(None, gt=0, description="int8 forecaster: relative forecast change "
                                          "allowed (default 0.05)")
     opset: int | None = Field(None, ge=14, le=28, description="ONNX opset (default 18; causal LMs: the exporter's)")
-    max_perplexity_increase: float | None = Field(None, ge=0, description="int8 causal LM: relative held-out "
-                                                  "perplexity increase allowed (default 0.05)")
+    max_perplexity_increase: float | None = Field(None, ge=-1, description="int8 causal LM: relative held-out "
+                                                  "perplexity increase allowed (default 0.05; negative: must "
+                                                  "improve)")
     min_token_agreement: float | None = Field(None, ge=0, le=1, description="int8 causal LM: greedy-token "
                                               "agreement required (default 0.9)")
     samples: int | None = Field(None, ge=1, le=10_000, description="causal LM: held-out prompts compared (default 8)")
