@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -236,7 +236,7 @@ def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out) if out else loc
 
 
-def _one_per_field(model: type[BaseModel], errors: list[Mapping[str, Any]]) -> list[tuple[tuple[Any, ...], Any]]:
+def _one_per_field(model: type[BaseModel], errors: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[Any, ...], Any]]:
     """One error per field: a value that fits no member of a union gives an error per member; keep the one that
     says why the value is wrong (a list too short) over those that only say it is another type, and when every
     member merely has another type, say which types the field takes."""

@@ -305,8 +305,10 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
 
             if torch.is_tensor(loss):
                 value = loss.detach().float().mean()
-                keep = self.worst is not None and not_finite(self.worst)
-                self.worst = torch.where(keep, self.worst, value) if self.worst is not None else value
+                if self.worst is None:
+                    self.worst = value
+                else:  # keep the first non-finite loss of the step
+                    self.worst = torch.where(not_finite(self.worst), self.worst, value)
 
         def _step_loss(self) -> float | None:
             """This step's non-finite loss, or None; all ranks agree (max of the flags), so all stop together."""
