@@ -1,5 +1,5 @@
-"""Keep the reference tables in docs/ true: every recipe field table in docs/recipes.md is generated from the
-recipe's pydantic config model.
+"""Keep the reference tables in docs/ true: every recipe field table in docs/recipes.md (and every exporter option
+table in docs/export.md) is generated from its pydantic model.
 
     python docs/reference.py           rewrite the tables in place (make docs)
     python docs/reference.py --check   exit 1 and name the stale tables (tests/core/test_docs.py runs this)
@@ -100,7 +100,7 @@ def stale(path: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    files = [DOCS / "recipes.md"]
+    files = [DOCS / "recipes.md", DOCS / "export.md"]
     if "--check" in argv:
         problems = [f"{path.name}: table '{spec}' is out of date" for path in files for spec in stale(path)]
         for problem in problems:
