@@ -119,11 +119,21 @@ class TrainingFields(RecipeConfig):
             raise ValueError(f"a step count (≥ 1) must be whole, or a fraction of training < 1, got {value}")
         return value
 
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0:  # transformers reads 0 as "use num_train_epochs": say -1 for that
+            raise ValueError("must be ≥ 1, or -1 to train for num_train_epochs")
+        return value
+
     @model_validator(mode="after")
-    def _plateau_needs_eval(self) -> TrainingFields:
+    def _eval_needs_heldout(self) -> TrainingFields:
         if self.lr_scheduler_type == "reduce_lr_on_plateau" and (self.eval_steps is None or self.eval_split == 0):
             raise ValueError("lr_scheduler_type: reduce_lr_on_plateau steps on the eval loss: set eval_steps (and "
                              "keep eval_split > 0)")
+        if self.eval_steps is not None and self.eval_split == 0 and "eval_split" in type(self).model_fields:
+            raise ValueError("eval_steps: there is nothing to evaluate with eval_split 0; hold some records out or "
+                             "drop eval_steps")
         return self
 
 
@@ -148,6 +158,8 @@ def check_device(config: TrainingFields) -> None:
 
     if config.use_liger_kernel:
         raise ConfigError("use_liger_kernel: Liger's Triton kernels need a CUDA GPU; none is available here")
+    if config.ddp_backend == "nccl":
+        raise ConfigError("ddp_backend: nccl needs CUDA GPUs; none is available here (use gloo, or leave it unset)")
     if config.attn_implementation.startswith("flash_attention"):
         raise ConfigError(f"attn_implementation: {config.attn_implementation} needs a CUDA GPU; none is available "
                           "here (use sdpa or auto)")
