@@ -251,3 +251,22 @@ def test_first_runs_in_one_folder_share_a_new_mlflow_store_safely(forge_cli):
     client = MlflowClient(tracking_uri=f"sqlite:///{forge_cli.cwd / 'mlflow.db'}")
     for name in ("r0", "r1", "r2", "later"):
         assert client.get_run(manifest(forge_cli.cwd / name)["mlflow"]["run_id"]).info.status == "FINISHED"
+
+
+def test_check_loss_stops_naming_the_last_good_checkpoint_or_says_once(tmp_path, capsys):
+    import pytest
+    from forge.errors import TrainingDiverged
+    from forge.run.context import RunContext
+
+    ctx = RunContext(run_dir=tmp_path, recipe="testkit:descent")
+    assert ctx.check_loss(0.5, 1)
+    with pytest.raises(TrainingDiverged, match=r"at step 2: run stopped .*no checkpoint was written before it"):
+        ctx.check_loss(float("nan"), 2)
+    ctx.save_checkpoint(3, lambda directory: None)
+    with pytest.raises(TrainingDiverged, match=r"loss became inf at epoch 4: .*last good checkpoint .*checkpoint-3"):
+        ctx.check_loss(float("inf"), 4, unit="epoch")
+    assert not ctx.check_loss(float("nan"), 5, "continue") and not ctx.check_loss(float("-inf"), 6, "continue")
+    ctx.close()
+    said = [line for line in capsys.readouterr().err.splitlines() if "nan_policy: continue" in line]
+    assert len(said) == 1 and "training loss is nan at step 5" in said[0]
+    assert TrainingDiverged("x").exit_code == 2
