@@ -15,9 +15,11 @@ def checkpoints(run):
 
 
 def test_sft_nan_loss_stops_failed_with_last_good_checkpoint(forge_cli, tiny_lm):
+    """Warmup: step 1 trains at learning rate 0 (checkpoint-1 is good), step 2 at 5e29 (its weights give NaN)."""
     data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT)
     result = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=6",
-                       "--set", "use_peft=false", "--set", "eval_split=0", *DIVERGE, "-o", "r")
+                       "--set", "use_peft=false", "--set", "eval_split=0", "--set", "warmup_steps=2", *DIVERGE,
+                       "-o", "r")
     run = forge_cli.cwd / "r"
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("forge: error:")]
@@ -27,8 +29,9 @@ def test_sft_nan_loss_stops_failed_with_last_good_checkpoint(forge_cli, tiny_lm)
     assert m["status"] == "failed" and "training loss became" in m["error"]
     step = int(errors[0].split(" at step ")[1].split(":")[0])
     assert 1 < step < 6  # it stopped at the step the loss went bad, not at max_steps
-    assert checkpoints(run) and max(checkpoints(run)) < step  # nothing saved from the diverged weights
-    assert f"checkpoint-{max(checkpoints(run))}" in errors[0]
+    assert checkpoints(run) == [1] and step == 3  # nothing saved from the diverged weights
+    assert (run / "checkpoints" / "diverged-checkpoint-2").is_dir()  # the weights that gave the NaN, set aside
+    assert "last good checkpoint r/checkpoints/checkpoint-1;" in errors[0]
     assert not (run / "artifact").exists()
 
 

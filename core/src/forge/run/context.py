@@ -149,10 +149,13 @@ class RunContext:
         return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
                     file=sys.stderr, disable=not self.is_main, leave=True)
 
-    def check_loss(self, loss: float, step: int, policy: str = "stop", unit: str = "step") -> bool:
+    def check_loss(self, loss: float, step: int, policy: str = "stop", unit: str = "step",
+                   produced_by: int | None = None) -> bool:
         """Whether the training ``loss`` of ``step`` is finite. When it is not, ``policy`` (a recipe's
         ``nan_policy``) decides: ``stop`` raises :class:`TrainingDiverged` (the run ends ``failed`` at this step;
-        write no checkpoint after it, so the last one is the last good one), ``continue`` says so once and goes on."""
+        write no checkpoint after it), ``continue`` says so once and goes on. ``produced_by``: the step of the
+        checkpoint whose weights gave this loss; on ``stop`` it is set aside (``diverged-checkpoint-N``) so that the
+        last checkpoint left, the one a resume starts from, is the last good one."""
         import math
 
         if math.isfinite(loss):
@@ -162,8 +165,12 @@ class RunContext:
                 self._nonfinite_said = True
                 self.log(f"warning: training loss is {loss} at {unit} {step}; going on (nan_policy: continue)")
             return False
+        suspect = self.checkpoint_dir / f"checkpoint-{produced_by}"
+        if produced_by is not None and suspect.is_dir() and self.is_main:
+            shutil.rmtree(self.checkpoint_dir / f"diverged-{suspect.name}", ignore_errors=True)
+            os.replace(suspect, self.checkpoint_dir / f"diverged-{suspect.name}")
         last = latest_checkpoint(self.checkpoint_dir)
-        kept = f"last good checkpoint {last[0]}" if last else "no checkpoint was written before it"
+        kept = f"last good checkpoint {last[0]}" if last else "no good checkpoint was written before it"
         raise TrainingDiverged(f"training loss became {loss} at {unit} {step}: run stopped (nan_policy: stop), "
                                f"{kept}; try a lower learning_rate (or nan_policy: continue)")
 

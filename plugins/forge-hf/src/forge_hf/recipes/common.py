@@ -362,7 +362,9 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
                     if self.bar is not None:
                         self.bar.close()
                         self.bar = None
-                ctx.check_loss(loss, state.global_step, self.policy)  # raises TrainingDiverged on stop
+                # raises TrainingDiverged on stop; the checkpoint of the previous step holds the weights that gave
+                # this loss, so it is set aside
+                ctx.check_loss(loss, state.global_step, self.policy, produced_by=state.global_step - 1)
             if ctx.should_stop:
                 control.should_save = True
                 control.should_training_stop = True
