@@ -274,3 +274,27 @@ def test_check_loss_stops_naming_the_last_good_checkpoint_or_says_once(tmp_path,
     said = [line for line in capsys.readouterr().err.splitlines() if "nan_policy: continue" in line]
     assert len(said) == 1 and "training loss is nan at step 5" in said[0]
     assert TrainingDiverged("x").exit_code == 2
+
+
+def test_a_manifest_pointing_outside_its_run_is_refused(forge_cli, tmp_path):
+    from forge.artifacts import Artifact
+    from forge.errors import ForgeError
+
+    forge_cli("run", "--recipe", "descent", "--set", "steps=2", "-o", "r", check=True)
+    run = forge_cli.cwd / "r"
+    assert Artifact.load(run).kind == "scalar"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "forge.json").write_text(json.dumps({"kind": "scalar"}))
+    for pointer in (str(outside), "../../elsewhere", "artifact/../../elsewhere"):
+        m = manifest(run)
+        m["artifact"]["path"] = pointer
+        (run / "forge.json").write_text(json.dumps(m))
+        try:
+            Artifact.load(run)
+        except ForgeError as exc:
+            assert "points outside" in str(exc) and pointer in str(exc)
+        else:
+            raise AssertionError(f"followed {pointer}")
+    result = forge_cli("export", "r", "--format", "text")
+    assert result.returncode == 2 and "points outside" in result.stderr and "Traceback" not in result.stderr
