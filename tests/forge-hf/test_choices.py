@@ -63,3 +63,29 @@ def test_gguf_and_onnx_option_types_match_the_exporters():
     assert typing.get_args(GGUFOptions.model_fields["quantize"].annotation) == QUANT_TYPES
     assert set(GGUFOptions.model_fields) == export_gguf.OPTIONS
     assert set(OnnxOptions.model_fields) == OPTIONS | LM_OPTIONS
+
+
+def test_every_offered_optimizer_steps_or_is_refused_at_validation_naming_its_package():
+    """Each optimizer the config offers either builds and takes a step on this machine through transformers (the
+    way the Trainer makes it) or, its package missing, is refused when the config is validated."""
+    import importlib.util
+
+    import pytest
+    import torch
+    from forge_hf.recipes.sft import SFTRecipeConfig
+    from pydantic import ValidationError
+    from transformers import Trainer, TrainingArguments
+
+    for name in offered(choices.Optimizer):
+        package = choices.OPTIMIZER_PACKAGES.get(name)
+        if package and importlib.util.find_spec(package[0]) is None:
+            with pytest.raises(ValidationError, match=f"needs the {package[1]} package"):
+                SFTRecipeConfig(optim=name)
+            continue
+        SFTRecipeConfig(optim=name)
+        args = TrainingArguments(output_dir="unused", optim=name, use_cpu=True, report_to="none")
+        model = torch.nn.Linear(4, 2)
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        optimizer = optimizer_cls(model.parameters(), **kwargs)
+        model(torch.randn(3, 4)).sum().backward()
+        optimizer.step()
