@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer._click.exceptions import ClickException, UsageError  # typer vendors its own click
+from typer.exceptions import Abort
 
 from forge.console import quiet_libraries, set_verbose
 from forge.errors import ForgeError
@@ -72,9 +74,10 @@ def invocation() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``forge`` script."""
-    _register_builtin_commands()
-    _register_plugin_commands()
+    """Entry point of the ``forge`` script (also callable in-process: ``main(["run", "--dry-run", ...])``)."""
+    if not app.registered_commands:  # once per process
+        _register_builtin_commands()
+        _register_plugin_commands()
     command = typer.main.get_command(app)
     args = _normalize_argv(sys.argv[1:] if argv is None else argv)
     if "-v" in args or "--verbose" in args:
@@ -82,11 +85,23 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()  # every command: libraries' notices and progress bars only with -v
     _ARGS[:] = args
     try:
-        # standalone mode: usage errors print one message and exit 2 (typer vendors its own click).
-        command.main(args=args, prog_name="forge", standalone_mode=True)
+        code = command.main(args=args, prog_name="forge", standalone_mode=False)
+    except ClickException as error:  # a bad flag or argument: one line, like every other forge error
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `forge`: the help text itself
+            error.show()
+        else:
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see {ctx.command_path} -h)" if ctx is not None and isinstance(error, UsageError) else ""
+            print(f"forge: error: {error.format_message().rstrip('.')}{hint}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except Abort:
+        print("forge: interrupted", file=sys.stderr)
+        sys.exit(130)
     except ForgeError as error:
         report(error)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:  # before a run could take over the signal (or outside one): stop quietly
         print("forge: interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:  # typer.Exit(code) in a command
+        sys.exit(code)

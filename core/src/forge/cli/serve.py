@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from forge.config import ConfigSource, validate
 from forge.contributions import Registered
 from forge.errors import ForgeError
 from forge.plugins import PluginSet, get_plugins
@@ -30,6 +31,21 @@ def pick_server(plugins: PluginSet, kind: str, name: str | None) -> Registered:
     return accepting[0]
 
 
+def serve_settings(flags: dict[str, object]) -> ServeSettings:
+    """The flags as :class:`ServeSettings`, every bad one reported at once (``--port 0: port: ...``), exit 2."""
+    source = ConfigSource()
+    for flag, value in flags.items():
+        if flag == "--api-key" and value is None:
+            value = os.environ.get("FORGE_API_KEY") or None
+            where = "FORGE_API_KEY"
+        else:
+            where = f"{flag} {value}"
+        if value is not None:
+            source.set(flag.removeprefix("--").replace("-", "_"), value, where)
+    settings: ServeSettings = validate(ServeSettings, source)  # type: ignore[assignment]
+    return settings
+
+
 def serve(
     artifact: str = typer.Argument(..., help="A completed run directory, an artifact or export directory, or "
                                              "models:/NAME/VERSION or models:/NAME@ALIAS."),
@@ -45,6 +61,10 @@ def serve(
     """Serve an artifact over HTTP. Example: forge serve runs/sft-1 --port 8000"""
     from forge.references import resolve_reference
 
+    settings = serve_settings({
+        "--host": host, "--port": port, "--api-key": api_key, "--max-body-bytes": max_body_bytes,
+        "--max-batch-size": max_batch_size, "--max-wait-ms": max_wait_ms, "--timeout-s": timeout_s,
+    })
     plugins = get_plugins()
     served = {k for r in plugins.all("servers") for k in r.item.accepts}
     reference = resolve_reference(artifact, tuple(sorted(served)) if served else None)
@@ -52,15 +72,6 @@ def serve(
         typer.echo(reference.note, err=True)
     loaded = reference.artifact
     chosen = pick_server(plugins, loaded.kind, server)
-    settings = ServeSettings(
-        host=host,
-        port=port,
-        api_key=api_key or os.environ.get("FORGE_API_KEY") or None,
-        max_body_bytes=max_body_bytes,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        timeout_s=timeout_s,
-    )
     app = chosen.item.build(loaded, settings)
     import uvicorn
 

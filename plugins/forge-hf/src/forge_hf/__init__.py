@@ -42,8 +42,10 @@ def register_recipes(register: forge.Register) -> None:
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
+                            options="forge_hf.export_options:MergedOptions",
                             summary="LoRA merged into its base: a plain transformers model"))
     register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
+                            options="forge_hf.export_options:GGUFOptions",
                             summary="GGUF for llama.cpp/Ollama (f16, bf16, q8_0, q4_0..q5_1), parity-checked"))
 
 
