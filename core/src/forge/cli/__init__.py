@@ -25,13 +25,14 @@ app = typer.Typer(
 
 
 def _register_builtin_commands() -> None:
-    from forge.cli import env, export, init, list_plugins, run, serve
+    from forge.cli import chat, env, export, init, list_plugins, run, serve
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
     app.command("list-plugins")(list_plugins.list_plugins)
     app.command("init")(init.init)
     app.command("export")(export.export)
     app.command("serve")(serve.serve)
+    app.command("chat")(chat.chat)
     app.command("env")(env.env)
 
 
