@@ -83,6 +83,6 @@ def create_classifier_app(artifact: Artifact, settings: ServeSettings) -> Any:
         with torch.inference_mode():
             return softmax(model(**batch).logits.float().numpy())
 
-    app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings)
+    app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app

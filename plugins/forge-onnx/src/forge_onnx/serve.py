@@ -57,7 +57,7 @@ def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
         return softmax(ort_session.run(None, {n: feeds[n] for n in names})[0])
 
     labels = list(artifact.manifest["labels"])
-    app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings)
+    app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app
 
@@ -76,6 +76,6 @@ def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
         return ort_session.run(None, {"inputs": inputs})[0]
 
     forecaster = WindowForecaster(artifact.kind, spec, load_history(artifact.path), run_model)
-    app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings)
+    app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings, page="forecast")
     add_forecast_routes(app, forecaster, settings)
     return app
