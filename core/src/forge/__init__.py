@@ -50,6 +50,8 @@ _EXPORTS = {
     "ProviderUnavailable": "forge.models",
     "EvalRequest": "forge.evaluation",
     "EvalResult": "forge.evaluation",
+    "Predictor": "forge.predictors",
+    "load_predictor": "forge.predictors",
     "ServeSettings": "forge.serving.settings",
     "create_base_app": "forge.serving.app",
     "MicroBatcher": "forge.serving.batching",
@@ -79,6 +81,7 @@ __all__ = [
     "NotFoundError",
     "OutputPath",
     "PluginError",
+    "Predictor",
     "Provider",
     "ProviderUnavailable",
     "Recipe",
@@ -91,6 +94,7 @@ __all__ = [
     "__version__",
     "create_base_app",
     "hookimpl",
+    "load_predictor",
 ]
 
 
@@ -115,6 +119,7 @@ if TYPE_CHECKING:
     from forge.evaluation import EvalRequest, EvalResult
     from forge.hookspecs import Register
     from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
+    from forge.predictors import Predictor, load_predictor
     from forge.run.context import RunContext
     from forge.serving.app import create_base_app
     from forge.serving.batching import MicroBatcher

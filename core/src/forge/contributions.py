@@ -111,18 +111,26 @@ class Exporter:
 class Server:
     """Serves an artifact: ``create_app(artifact: Artifact, settings: ServeSettings) -> ASGI app``.
 
-    ``accepts`` lists the artifact kinds it can serve.
+    ``accepts`` lists the artifact kinds it can serve. ``predict`` (optional): ``predict(artifact: Artifact,
+    options: dict) -> forge.Predictor``, the same model in-process (see :mod:`forge.predictors`).
     """
 
     name: str
     accepts: tuple[str, ...]
     create_app: Ref
     summary: str = ""
+    predict: Ref | None = None
 
     kind = "servers"
 
     def build(self, artifact: Artifact, settings: Any) -> Any:
         return resolve(self.create_app)(artifact, settings)
+
+    def load_predictor(self, artifact: Artifact, options: dict[str, Any]) -> Any:
+        """The artifact loaded in-process (``predict(artifact, options) -> forge.Predictor``)."""
+        if self.predict is None:
+            raise ValueError(f"server {self.name!r} has no predictor")
+        return resolve(self.predict)(artifact, options)
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,11 @@ def register_exporters(register: forge.Register) -> None:
 @forge.hookimpl
 def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
+                          predict="forge_hf.predict:causal_lm_predictor",
                           summary="OpenAI-compatible chat/completions API"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
                           create_app="forge_hf.serve_classifier:create_classifier_app",
+                          predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
 
 

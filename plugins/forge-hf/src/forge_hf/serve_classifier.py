@@ -21,6 +21,8 @@ from forge.serving.batching import MicroBatcher
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field, StrictStr
 
+from forge_hf.predict import softmax  # noqa: F401  (re-exported: forge-onnx imports it from here)
+
 MAX_CHARS = 20_000
 Text = Annotated[StrictStr, Field(description="the text to classify")]
 
@@ -64,25 +66,10 @@ def add_classifier_routes(app: Any, labels: list[str], predict_probs: Callable[[
         return {"results": [answer(p) for p in await batcher.submit_many(list(request.texts))]}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def create_classifier_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from forge_hf.predict import torch_classifier
 
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=True).eval()
-    labels = list(artifact.manifest["labels"])
-    max_length = int(artifact.manifest.get("max_length", 512))
-
-    def predict_probs(texts: list[str]) -> np.ndarray:
-        batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            return softmax(model(**batch).logits.float().numpy())
-
+    labels, predict_probs = torch_classifier(artifact)
     app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app

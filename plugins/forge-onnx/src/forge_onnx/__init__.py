@@ -19,4 +19,5 @@ def register_exporters(register: forge.Register) -> None:
 def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="onnxruntime", accepts=("onnx-sequence-classifier", "onnx-forecaster"),
                           create_app="forge_onnx.serve:create_onnx_app",
+                          predict="forge_onnx.serve:create_predictor",
                           summary="ONNX Runtime: /predict or /forecast, explicit threads, no spinning"))

@@ -31,13 +31,14 @@ def create_onnx_app(artifact: Artifact, settings: ServeSettings) -> Any:
     return _forecaster_app(artifact, ort_session, settings)
 
 
-def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSettings) -> Any:
+def onnx_classifier(artifact: Artifact, ort_session: Any) -> tuple[list[str], Any]:
+    """Labels and a texts → probabilities function for an ``onnx-sequence-classifier`` (tokenizers + ORT)."""
     from tokenizers import Tokenizer
 
     try:
-        from forge_hf.serve_classifier import add_classifier_routes, softmax
+        from forge_hf.predict import softmax
     except ImportError:
-        raise ForgeError("serving a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
+        raise ForgeError("a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
     tokenizer = Tokenizer.from_file(str(artifact.path / "tokenizer.json"))
     max_length = int(artifact.manifest["max_length"])
     tokenizer.enable_truncation(max_length)
@@ -56,7 +57,15 @@ def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
         }
         return softmax(ort_session.run(None, {n: feeds[n] for n in names})[0])
 
-    labels = list(artifact.manifest["labels"])
+    return list(artifact.manifest["labels"]), predict_probs
+
+
+def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSettings) -> Any:
+    try:
+        from forge_hf.serve_classifier import add_classifier_routes
+    except ImportError:
+        raise ForgeError("serving a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
+    labels, predict_probs = onnx_classifier(artifact, ort_session)
     app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app
@@ -79,3 +88,19 @@ def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
     app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings, page="forecast")
     add_forecast_routes(app, forecaster, settings)
     return app
+
+
+def create_predictor(artifact: Artifact, options: dict[str, Any]) -> Any:
+    """``forge.load_predictor`` for ONNX classifiers (rows ``{"text"}``) and forecasters (``/forecast`` bodies)."""
+    if artifact.kind == "onnx-sequence-classifier":
+        try:
+            from forge_hf.predict import ClassifierPredictor, int_option
+        except ImportError:
+            raise ForgeError("a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
+        labels, predict_probs = onnx_classifier(artifact, session(artifact.path / "model.onnx", threads()))
+        return ClassifierPredictor(labels, predict_probs, int_option(options, "batch_size", 32))
+    try:
+        from forge_timeseries.serve import create_predictor as forecast_predictor
+    except ImportError:
+        raise ForgeError("a forecaster needs forge-timeseries: pip install 'forge-onnx[timeseries]'") from None
+    return forecast_predictor(artifact, options)

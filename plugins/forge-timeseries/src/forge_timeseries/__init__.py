@@ -30,6 +30,7 @@ def register_templates(register: forge.Register) -> None:
 def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="forecast", accepts=("forecaster", "stat-forecaster"),
                           create_app="forge_timeseries.serve:create_forecast_app",
+                          predict="forge_timeseries.serve:create_predictor",
                           summary="POST /forecast: the next horizon values with timestamps and intervals"))
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import HTTPException
-from forge import Artifact, ServeSettings
+from forge import Artifact, DataError, ServeSettings
+from forge.predictors import Predictor
 from forge.serving.app import create_base_app
 from forge.serving.batching import MicroBatcher
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forge_timeseries.forecasters import Forecast, Forecaster, Query, QueryError, load
 from forge_timeseries.metrics import level_name
@@ -105,27 +106,67 @@ def create_forecast_app(artifact: Artifact, settings: ServeSettings) -> Any:
     return app
 
 
-def add_forecast_routes(app: Any, forecaster: Forecaster, settings: ServeSettings) -> None:
-    """``POST /forecast`` and ``/forecast/batch`` around any :class:`Forecaster`."""
+def answer(forecaster: Forecaster, query: Query, out: Forecast | QueryError, last: pd.Timestamp) -> dict[str, Any]:
+    """The ``/forecast`` response body for one query (HTTP 422 when the forecaster could not answer it)."""
     from forge_timeseries.series import future_timestamps
 
+    if isinstance(out, QueryError):
+        raise HTTPException(422, str(out))
+    stamps = future_timestamps(last, forecaster.freq, query.steps)
+    points = []
+    for step, stamp in enumerate(stamps):
+        point: dict[str, Any] = {"timestamp": stamp.isoformat(), "value": float(out.mean[step])}
+        for level in query.levels:
+            point[f"lo_{level_name(level)}"] = float(out.lower[level][step])
+            point[f"hi_{level_name(level)}"] = float(out.upper[level][step])
+        points.append(point)
+    return {"target": forecaster.columns[0], "id": query.series, "model": out.model, "horizon": query.steps,
+            "freq": forecaster.freq, "levels": list(query.levels), "forecast": points}
+
+
+class ForecastPredictor(Predictor):
+    """``forge.load_predictor`` for forecasters: rows are ``/forecast`` request bodies (``{"id"?, "history"?,
+    "horizon"?, "level"?, "model"?}``), outputs the response bodies; all rows in one ``forecast_many`` call."""
+
+    kind = "forecaster"
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self.forecaster = forecaster
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        prepared = []
+        for index, row in enumerate(rows):
+            try:
+                request = ForecastRequest.model_validate(row)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(p) for p in error["loc"])
+                raise DataError(f"rows.{index}{'.' + where if where else ''}: {error['msg']}") from None
+            try:
+                prepared.append(query_from_request(request, self.forecaster))
+            except HTTPException as exc:
+                raise DataError(f"rows.{index}.{exc.detail}") from None
+        outputs = self.forecaster.forecast_many([q for q, _ in prepared])
+        results = []
+        for index, ((query, last), out) in enumerate(zip(prepared, outputs, strict=True)):
+            if isinstance(out, QueryError):
+                raise DataError(f"rows.{index}.{out}")
+            results.append(answer(self.forecaster, query, out, last))
+        return results
+
+
+def create_predictor(artifact: Artifact, options: dict[str, Any]) -> ForecastPredictor:
+    return ForecastPredictor(load(artifact))
+
+
+def add_forecast_routes(app: Any, forecaster: Forecaster, settings: ServeSettings) -> None:
+    """``POST /forecast`` and ``/forecast/batch`` around any :class:`Forecaster`."""
     batcher: MicroBatcher[Query, Forecast | QueryError] = MicroBatcher(
         forecaster.forecast_many, settings.max_batch_size, settings.max_wait_ms)
     app.state.batcher = batcher
 
     def respond(query: Query, out: Forecast | QueryError, last: pd.Timestamp) -> dict[str, Any]:
-        if isinstance(out, QueryError):
-            raise HTTPException(422, str(out))
-        stamps = future_timestamps(last, forecaster.freq, query.steps)
-        points = []
-        for step, stamp in enumerate(stamps):
-            point: dict[str, Any] = {"timestamp": stamp.isoformat(), "value": float(out.mean[step])}
-            for level in query.levels:
-                point[f"lo_{level_name(level)}"] = float(out.lower[level][step])
-                point[f"hi_{level_name(level)}"] = float(out.upper[level][step])
-            points.append(point)
-        return {"target": forecaster.columns[0], "id": query.series, "model": out.model, "horizon": query.steps,
-                "freq": forecaster.freq, "levels": list(query.levels), "forecast": points}
+        return answer(forecaster, query, out, last)
 
     @app.post("/forecast")
     async def forecast(request: ForecastRequest) -> dict[str, Any]:
