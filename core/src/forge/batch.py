@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -109,27 +110,41 @@ def _done_parts(work: Path) -> list[int]:
 
 
 def _predict_rows(predictor: Any, rows: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any] | str]]:
-    """Predictions (or a reason) for each row; a rejected batch is retried row by row."""
-    try:
-        outputs = predictor.predict([r for _, r in rows])
-        if len(outputs) != len(rows):
-            raise ForgeError(f"the predictor returned {len(outputs)} outputs for {len(rows)} rows")
-        return [(n, out) for (n, _), out in zip(rows, outputs, strict=True)]
-    except ROW_ERRORS:
-        if len(rows) == 1:
-            raise
-    answers: list[tuple[int, dict[str, Any] | str]] = []
-    for number, row in rows:
+    """Predictions (or a reason) for each row. A batch rejected because of one row (``rows.I...`` in the message,
+    as forge's predictors say it) is split around that row; a rejection naming no row splits the batch in halves.
+    So each bad row costs one more model call on the rest, not a call per row."""
+    answers: dict[int, dict[str, Any] | str] = {}
+    pending = [rows]
+    while pending:
+        segment = pending.pop()
+        if not segment:
+            continue
         try:
-            answers.append((number, predictor.predict([row])[0]))
+            outputs = predictor.predict([r for _, r in segment])
         except ROW_ERRORS as error:
-            answers.append((number, _reason(error)))
-    return answers
+            if len(segment) == 1:
+                answers[segment[0][0]] = _reason(error)
+                continue
+            named = re.match(r"rows\.(\d+)\b", str(error))
+            if named and int(named.group(1)) < len(segment):
+                bad = int(named.group(1))
+                answers[segment[bad][0]] = _reason(error, bad)
+                pending += [segment[:bad], segment[bad + 1:]]
+            else:
+                half = len(segment) // 2
+                pending += [segment[:half], segment[half:]]
+            continue
+        if len(outputs) != len(segment):
+            raise ForgeError(f"the predictor returned {len(outputs)} outputs for {len(segment)} rows")
+        answers.update((n, out) for (n, _), out in zip(segment, outputs, strict=True))
+    return [(n, answers[n]) for n, _ in rows]
 
 
-def _reason(error: BaseException) -> str:
+def _reason(error: BaseException, index: int = 0) -> str:
+    """The predictor's message without its position in the batch (the report gives the file's row number)."""
     text = str(error) if not isinstance(error, KeyError) else f"missing field {error}"
-    return text.removeprefix("rows.0.").removeprefix("rows.0: ").removeprefix("row: ") or type(error).__name__
+    text = re.sub(rf"^rows\.{index}(\.|: ?)", "", text)
+    return text.removeprefix("row: ") or type(error).__name__
 
 
 def run(job: PredictJob, predictor: Any, progress: Callable[..., Any] | None = None,

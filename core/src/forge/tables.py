@@ -80,7 +80,7 @@ def _csv_rows(path: Path, chunk_rows: int) -> Iterator[Row]:
                 raise DataError(f"--input {path}: empty CSV (no header line)")
             for record in reader:
                 if None in record:  # more cells than header names
-                    yield BadRow(f"{len(reader.fieldnames) + len(record[None])} cells for "  # type: ignore[index]
+                    yield BadRow(f"{len(reader.fieldnames) + len(record[None])} cells for "
                                  f"{len(reader.fieldnames)} columns")
                     continue
                 yield {k: v for k, v in record.items() if v is not None}
