@@ -60,9 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from tiny_models import make_tiny_bert_classifier_base, make_tiny_classifier_artifact
-
     from forge_hf.provider import resolve_model
+    from tiny_models import make_tiny_bert_classifier_base, make_tiny_classifier_artifact
 
     work = Path(tempfile.mkdtemp(prefix="forge-bench-service-"))
     make_tiny_classifier_artifact(work / "tiny", make_tiny_bert_classifier_base(work / "tiny-bert"))
