@@ -107,3 +107,31 @@ def test_bad_cli_arguments_exit_2(forge_cli):
     result = forge_cli("run", "--recipe", "descent", "--no-such-flag")
     assert result.returncode == 2 and "No such option: --no-such-flag" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_yaml_alias_bomb_is_refused_quickly(forge_cli):
+    import time
+
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level in "bcdefghi":  # 10^9 values once expanded
+        previous = chr(ord(level) - 1)
+        rows.append(f"{level}: &{level} [{', '.join(['*' + previous] * 10)}]")
+    config = write(forge_cli.cwd / "bomb.yaml", "recipe: descent\n" + "\n".join(rows) + "\n")
+    started = time.perf_counter()
+    result = forge_cli("run", "--config", config, "--dry-run")
+    assert result.returncode == 2
+    assert lines(result) == [f"forge: error: {config}: YAML aliases expand to more than 100,000 values; refusing "
+                             "(an alias bomb, or a config far larger than any recipe needs)"]
+    assert time.perf_counter() - started < 30  # the CLI process; the check itself is linear (milliseconds)
+
+
+def test_alias_bomb_in_set_is_refused(forge_cli):
+    ok = forge_cli("run", "--recipe", "descent", "--dry-run", "--set", "steps=3")
+    assert ok.returncode == 0, ok.stderr
+    nested = "&l1 [&l0 [" + ", ".join(["x"] * 10) + "]" + ", *l0" * 9 + "]"
+    for level in range(2, 8):
+        nested = f"&l{level} [{nested}" + f", *l{level - 1}" * 9 + "]"
+    result = forge_cli("run", "--recipe", "descent", "--dry-run", "--set", f"steps={nested}")
+    assert result.returncode == 2
+    assert "YAML aliases expand to more than 100,000 values" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -251,3 +251,27 @@ def test_first_runs_in_one_folder_share_a_new_mlflow_store_safely(forge_cli):
     client = MlflowClient(tracking_uri=f"sqlite:///{forge_cli.cwd / 'mlflow.db'}")
     for name in ("r0", "r1", "r2", "later"):
         assert client.get_run(manifest(forge_cli.cwd / name)["mlflow"]["run_id"]).info.status == "FINISHED"
+
+
+def test_a_manifest_pointing_outside_its_run_is_refused(forge_cli, tmp_path):
+    from forge.artifacts import Artifact
+    from forge.errors import ForgeError
+
+    forge_cli("run", "--recipe", "descent", "--set", "steps=2", "-o", "r", check=True)
+    run = forge_cli.cwd / "r"
+    assert Artifact.load(run).kind == "scalar"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "forge.json").write_text(json.dumps({"kind": "scalar"}))
+    for pointer in (str(outside), "../../elsewhere", "artifact/../../elsewhere"):
+        m = manifest(run)
+        m["artifact"]["path"] = pointer
+        (run / "forge.json").write_text(json.dumps(m))
+        try:
+            Artifact.load(run)
+        except ForgeError as exc:
+            assert "points outside" in str(exc) and pointer in str(exc)
+        else:
+            raise AssertionError(f"followed {pointer}")
+    result = forge_cli("export", "r", "--format", "text")
+    assert result.returncode == 2 and "points outside" in result.stderr and "Traceback" not in result.stderr

@@ -55,5 +55,24 @@ def test_grpo_unknown_reward_is_a_config_error(forge_cli, tiny_lm):
                        "--set", "reward_funcs=[fromat]", "--dry-run")
     assert result.returncode == 2
     assert "reward_funcs: unknown reward 'fromat'" in result.stderr
-    result = forge_cli("run", "--recipe", "grpo", "--model", tiny_lm, "--set", "reward_funcs=[nomod:fn]", "--dry-run")
-    assert "reward 'nomod:fn': cannot import nomod" in result.stderr
+    result = forge_cli("run", "--recipe", "grpo", "--model", tiny_lm, "--data", "x.jsonl",
+                       "--set", "reward_funcs=[my-rewards:fn]", "--dry-run")
+    assert result.returncode == 2 and "reward_funcs: unknown reward 'my-rewards:fn'" in result.stderr
+
+
+def test_grpo_rewards_are_imported_when_training_starts_not_at_dry_run(forge_cli, tiny_lm):
+    (forge_cli.cwd / "noisy_rewards.py").write_text(
+        "open('imported.txt', 'w').write('yes')\n"
+        "def r(prompts, completions, **kw):\n    return [0.0 for c in completions]\n")
+    data = write_jsonl(forge_cli.cwd / "q.jsonl", [{"prompt": f"say {i}"} for i in range(4)])
+    env = {"PYTHONPATH": f"{forge_cli.cwd}:{forge_cli.env['PYTHONPATH']}"}
+    result = forge_cli("run", "--recipe", "grpo", "--model", tiny_lm, "--data", data, "--dry-run",
+                       "--set", "reward_funcs=[noisy_rewards:r]", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "noisy_rewards:r" in result.stdout and not (forge_cli.cwd / "imported.txt").exists()
+    result = forge_cli("run", "--recipe", "grpo", "--model", tiny_lm, "--data", data, "-o", "r", "--no-tracking",
+                       "--set", "reward_funcs=[nomod:fn]", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "forge: error: reward_funcs: reward 'nomod:fn': cannot import nomod (No module named 'nomod')")
+    assert manifest(forge_cli.cwd / "r")["status"] == "failed"

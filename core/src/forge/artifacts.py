@@ -54,10 +54,19 @@ class Artifact:
             if status != "completed":
                 raise ForgeError(f"{path}: run is {status}, not completed; it has no artifact yet")
             artifact = manifest.get("artifact") or {}
-            return cls.load(path / artifact.get("path", "artifact"))
+            return cls.load(inside(path, str(artifact.get("path", "artifact")), path / MANIFEST))
         if "kind" not in manifest:
             raise ForgeError(f"{path / MANIFEST}: not an artifact manifest (no 'kind')")
         return cls(path=path, manifest=manifest)
+
+
+def inside(root: Path, relative: str, origin: Path) -> Path:
+    """``root / relative`` when it stays inside ``root`` (symlinks resolved); a manifest that points elsewhere
+    (``../../etc``, an absolute path) is refused, so opening an artifact never reads outside its tree."""
+    target = Path(root) / relative
+    if not target.resolve().is_relative_to(Path(root).resolve()):
+        raise ForgeError(f"{origin}: path {relative!r} points outside {root}; refusing to follow it")
+    return target
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

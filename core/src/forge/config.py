@@ -103,6 +103,43 @@ class ConfigSource:
         return {k: self.values.pop(k) for k in ENGINE_KEYS if k in self.values}
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few hundred bytes; 1 MiB leaves room for inline reward lists
+MAX_CONFIG_NODES = 100_000  # nodes after alias expansion ("billion laughs" configs expand to 10^9)
+
+
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """Refuse YAML whose aliases expand beyond :data:`MAX_CONFIG_NODES` nodes, counting in linear time (each node
+    once, memoised) so the check itself cannot be made slow; a cycle of aliases counts as too large."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            return MAX_CONFIG_NODES + 1
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > MAX_CONFIG_NODES:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+                if total > MAX_CONFIG_NODES:
+                    break
+        visiting.discard(key)
+        sizes[key] = total
+        return total
+
+    if size(root) > MAX_CONFIG_NODES:
+        raise ConfigError(f"{path}: YAML aliases expand to more than {MAX_CONFIG_NODES:,} values; refusing "
+                          "(an alias bomb, or a config far larger than any recipe needs)")
+
+
 def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
@@ -118,9 +155,13 @@ def load_config_file(path: Path, source: ConfigSource | None = None) -> ConfigSo
     source = source or ConfigSource()
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is {path.stat().st_size:,} bytes; the limit is {MAX_CONFIG_BYTES:,}")
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(path, node)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -152,9 +193,15 @@ def apply_overrides(source: ConfigSource, overrides: list[str]) -> None:
             problems.append(f"--set {item}: expected key=value")
             continue
         try:
+            node = yaml.compose(raw, Loader=yaml.SafeLoader) if raw.strip() else None
+            if node is not None:
+                _check_expansion(Path(f"--set {key}"), node)
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         source.set(key, value, f"--set {item}")
     if problems:
         raise ConfigError(problems[0], problems)

@@ -11,7 +11,6 @@ number equals the answer's), or ``package.module:function``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from forge.artifacts import ArtifactResult
@@ -45,18 +44,15 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
     @field_validator("reward_funcs")
     @classmethod
     def _known_rewards(cls, names: list[str]) -> list[str]:
+        # Only the spelling is checked here: user reward modules are code, imported when training starts (never at
+        # validation or --dry-run), and an import failure then is a one-line config error before the model loads.
         for name in names:
             if name in BUILTINS:
                 continue
             module, sep, function = name.partition(":")
-            if not sep or not function:
+            if not sep or not function or not all(p.isidentifier() for p in module.split(".")) \
+                    or not function.isidentifier():
                 raise ValueError(f"unknown reward '{name}' (built-ins: {', '.join(BUILTINS)}; or module:function)")
-            try:
-                target = importlib.import_module(module)
-            except ImportError as exc:
-                raise ValueError(f"reward '{name}': cannot import {module} ({exc})") from None
-            if not callable(getattr(target, function, None)):
-                raise ValueError(f"reward '{name}': {module} has no function {function}")
         return names
 
 
@@ -73,9 +69,25 @@ def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
     return records
 
 
+def load_rewards(config: GRPORecipeConfig) -> list[Any]:
+    """Import the reward functions (user modules run here, when training starts, not at validation)."""
+    from forge.errors import ConfigError
+
+    rewards = []
+    for name in config.reward_funcs:
+        try:
+            rewards.append(resolve_reward(name, config.format_pattern, config.target_length))
+        except ImportError as exc:
+            raise ConfigError(f"reward_funcs: reward '{name}': cannot import {name.partition(':')[0]} ({exc})") \
+                from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"reward_funcs: reward '{name}': {exc}") from None
+    return rewards
+
+
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
-    rewards: list[Any] = [resolve_reward(n, config.format_pattern, config.target_length) for n in config.reward_funcs]
+    rewards = load_rewards(config)
     loaded = ctx.load_model(causal_lm_request(config, recipe="grpo"))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import GRPOConfig, GRPOTrainer
