@@ -166,3 +166,12 @@ def test_chat_under_a_terminal(forge_cli, lm_artifact, tmp_path):
     term.type(b"\x04")  # Ctrl-D at the prompt
     code = term.wait()
     assert code == 0, term.seen.decode(errors="replace")
+
+
+def test_chat_with_an_sft_run(forge_cli, tiny_sft_run):
+    """A LoRA sft run (``causal-lm-adapter``, merged into its base when the chat loads it), by its run directory."""
+    result = forge_cli("chat", tiny_sft_run, "--max-tokens", "5", "--system", "be brief",
+                       input="what is the capital of france?\n/reset\nwhat is the capital of spain?\n")
+    assert result.returncode == 0, result.stderr
+    assert f"loading causal-lm-adapter from {tiny_sft_run / 'artifact'}" in result.stderr
+    assert result.stdout.count("\n") >= 2  # one line per reply (a reply may hold line breaks of its own)
