@@ -52,6 +52,7 @@ def test_csv_to_jsonl_with_bad_rows(forge_cli, classifier, reference):
     assert summary["rows"] == 95 and summary["failed"] == 10 and summary["predicted"] == 85
     assert summary["errors"].endswith("out.jsonl.errors.jsonl")
     assert "predicted 85 of 95 rows into out.jsonl" in result.stderr and "10 failed" in result.stderr
+    assert "predicting: 100%" in result.stderr and "95/95" in result.stderr  # the progress bar
     out = read_jsonl(forge_cli.cwd / "out.jsonl")
     good = [r for r in rows if r["text"]]
     assert [o["id"] for o in out] == [r["id"] for r in good]

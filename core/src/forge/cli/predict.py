@@ -54,7 +54,7 @@ def predict(
     from tqdm import tqdm
 
     def progress(**kw: Any) -> Any:
-        return tqdm(dynamic_ncols=True, file=sys.stderr, leave=True, disable=None, **kw)
+        return tqdm(dynamic_ncols=True, file=sys.stderr, leave=True, **kw)  # as forge run shows its bar
 
     print(f"loading {loaded.kind} from {loaded.path}...", file=sys.stderr, flush=True)
     with load_predictor(loaded, options) as predictor:
