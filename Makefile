@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
           docs/example-plugin/pyproject.toml
 
-.PHONY: install demo test lint bench docs clean llama-cpp
+.PHONY: install demo test lint bench docs clean llama-cpp browser
 
 install: $(STAMP)
 
@@ -37,7 +37,14 @@ llama-cpp: $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 	  $(PY) -m pip install -q -c constraints-dev.txt "llama-cpp-python>=0.3,<0.4"
 
-test: $(STAMP)
+# Headless chromium + chromedriver for the playground's browser tests (Debian packages; installed only as root where
+# apt-get exists, else those tests skip and say why).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q chromium chromium-driver; \
+	    else echo "no chromium: the playground browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -57,7 +57,7 @@ class Forge:
         result = subprocess.run(
             [sys.executable, "-m", "forge", *map(str, args)],
             cwd=kw.pop("cwd", self.cwd), env=self._env(kw.pop("env", {})),
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout, input=kw.pop("input", None),
         )
         if check:
             assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"

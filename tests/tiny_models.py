@@ -86,3 +86,24 @@ def make_tiny_bert_classifier_base(path: Path) -> Path:
                         num_attention_heads=4, max_position_embeddings=128)
     BertModel(config).save_pretrained(path, safe_serialization=True)
     return path
+
+
+def make_tiny_classifier_artifact(path: Path, base: Path, labels: tuple[str, ...] = ("negative", "positive")) -> Path:
+    """A ``sequence-classifier`` artifact (what the classify recipe writes) from the tiny BERT at ``base``, its head
+    randomly initialised: for serving and prediction tests that need no training."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    (path / "forge.json").write_text(json.dumps({"schema": 1, "kind": "sequence-classifier", "labels": list(labels),
+                                                 "max_length": 64, "base_model": str(base)}))
+    shutil.rmtree(path / "__pycache__", ignore_errors=True)
+    return path

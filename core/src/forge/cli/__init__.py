@@ -27,7 +27,7 @@ app = typer.Typer(
 
 
 def _register_builtin_commands() -> None:
-    from forge.cli import env, export, init, list_plugins, run, serve
+    from forge.cli import chat, env, export, init, list_plugins, predict, run, serve
     from forge.cli import eval as eval_cli
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
@@ -36,6 +36,8 @@ def _register_builtin_commands() -> None:
     app.command("export")(export.export)
     app.command("serve")(serve.serve)
     app.command("eval")(eval_cli.eval_command)
+    app.command("chat")(chat.chat)
+    app.command("predict")(predict.predict)
     app.command("env")(env.env)
 
 
@@ -56,8 +58,11 @@ def report(error: ForgeError) -> None:
 
 
 def _normalize_argv(args: list[str]) -> list[str]:
-    """``--resume`` takes an optional run directory: a bare ``--resume`` means the latest unfinished run."""
+    """``forge run --resume`` takes an optional run directory: a bare ``--resume`` means the latest unfinished run.
+    (Other commands' ``--resume`` is a plain flag.)"""
     out = list(args)
+    if not out or out[0] != "run":
+        return out
     for i, arg in enumerate(out):
         if arg == "--resume" and (i + 1 == len(out) or out[i + 1].startswith("-")):
             out.insert(i + 1, "latest")

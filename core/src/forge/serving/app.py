@@ -4,7 +4,8 @@
 - optional API key: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time → 401;
 - request bodies larger than ``max_body_bytes`` → 413 (counted as they arrive, so chunked uploads too);
 - requests slower than ``timeout_s`` → 504; invalid requests → 422 naming the field;
-- ``/metrics``: request counts and latencies per route, Prometheus text format.
+- ``/metrics``: request counts and latencies per route, Prometheus text format;
+- ``/``: the playground page fitted to the server (:mod:`forge.serving.playground`), open like ``/health``.
 Errors use one JSON shape: ``{"error": {"message", "type", "param", "code"}}`` (OpenAI's).
 """
 
@@ -19,13 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forge.serving.settings import ServeSettings
 
-OPEN_PATHS = {"/health", "/ready", "/docs", "/openapi.json"}
+OPEN_PATHS = {"/", "/health", "/ready", "/docs", "/openapi.json"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                413: "request_too_large", 422: "invalid_request_error", 503: "service_unavailable",
                504: "timeout"}
@@ -114,8 +115,11 @@ class RequestMetrics:
 
 
 def create_base_app(title: str, settings: ServeSettings, ready: Callable[[], bool] = lambda: True,
-               lifespan: Any = None) -> FastAPI:
-    """A FastAPI app with forge's health, readiness, auth, limits, timeouts, metrics and error shape."""
+                    lifespan: Any = None, page: str | None = None) -> FastAPI:
+    """A FastAPI app with forge's health, readiness, auth, limits, timeouts, metrics and error shape.
+
+    ``page`` names the playground page ``GET /`` shows (``chat``, ``classify``, ``forecast``); left out, the page
+    the app's routes call for, if any."""
     app = FastAPI(title=title, lifespan=lifespan)
     metrics = RequestMetrics()
     app.state.metrics = metrics
@@ -159,5 +163,14 @@ def create_base_app(title: str, settings: ServeSettings, ready: Callable[[], boo
     @app.get("/metrics")
     async def metrics_endpoint() -> PlainTextResponse:
         return PlainTextResponse(metrics.render())
+
+    from forge.serving.playground import page_for_routes, playground_html
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> HTMLResponse:
+        chosen = page or page_for_routes(getattr(route, "path", "") for route in app.routes)
+        if chosen is None:
+            return error_response(404, "this server has no playground page")  # type: ignore[return-value]
+        return HTMLResponse(playground_html(chosen, title), headers={"Cache-Control": "no-store"})
 
     return app

@@ -70,6 +70,6 @@ def create_classifier_app(artifact: Artifact, settings: ServeSettings) -> Any:
     from forge_hf.predict import torch_classifier
 
     labels, predict_probs = torch_classifier(artifact)
-    app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings)
+    app = create_base_app(f"forge sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app

@@ -161,7 +161,8 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
         state["generator"] = Generator(model, tokenizer)
         yield
 
-    app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "generator" in state, lifespan=lifespan)
+    app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "generator" in state, lifespan=lifespan,
+                          page="chat")
     created = int(time.time())
 
     def check_model(requested: str | None) -> Any:

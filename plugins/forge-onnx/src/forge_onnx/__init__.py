@@ -13,6 +13,9 @@ def register_exporters(register: forge.Register) -> None:
                                                             "causal-lm-adapter"),
                             export="forge_onnx.export:export", options="forge_onnx.export_options:OnnxOptions",
                             summary="ONNX fp32 or int8 (--quantize int8), parity-checked; LMs with KV cache"))
+    register(forge.Exporter(name="service", accepts=("onnx-sequence-classifier",),
+                            export="forge_onnx.service:export",
+                            summary="deployable folder: app.py (no forge, no torch), pinned requirements, Dockerfile"))
 
 
 @forge.hookimpl

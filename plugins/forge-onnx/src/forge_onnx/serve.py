@@ -66,7 +66,7 @@ def _classifier_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
     except ImportError:
         raise ForgeError("serving a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
     labels, predict_probs = onnx_classifier(artifact, ort_session)
-    app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings)
+    app = create_base_app(f"forge onnx-sequence-classifier ({', '.join(labels)})", settings, page="classify")
     add_classifier_routes(app, labels, predict_probs, settings)
     return app
 
@@ -85,7 +85,7 @@ def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
         return ort_session.run(None, {"inputs": inputs})[0]
 
     forecaster = WindowForecaster(artifact.kind, spec, load_history(artifact.path), run_model)
-    app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings)
+    app = create_base_app(f"forge onnx-forecaster ({spec.columns[0]})", settings, page="forecast")
     add_forecast_routes(app, forecaster, settings)
     return app
 

@@ -101,7 +101,7 @@ def query_from_request(request: ForecastRequest, forecaster: Forecaster) -> tupl
 def create_forecast_app(artifact: Artifact, settings: ServeSettings) -> Any:
     """The server for ``forecaster`` (torch) and ``stat-forecaster`` (statsforecast) artifacts."""
     forecaster = load(artifact)
-    app = create_base_app(f"forge {artifact.kind} ({forecaster.columns[0]})", settings)
+    app = create_base_app(f"forge {artifact.kind} ({forecaster.columns[0]})", settings, page="forecast")
     add_forecast_routes(app, forecaster, settings)
     return app
 

@@ -1,0 +1,124 @@
+"""`forge predict` throughput against calling the model one row at a time, and its peak memory on large files.
+
+    python bench/predict_throughput.py [--rows 3000] [--repeats 3] [--rss-rows 10000,100000,1000000]
+
+1. Throughput: the packaged all-MiniLM-L6-v2 as a 2-label sequence classifier (its head untrained: speed does not
+   depend on it), exported to ONNX int8 with `forge export --format onnx --quantize int8`. Side A: `forge predict`
+   on a CSV of SST-2 sentences (../shared/data/sentiment_test.csv, repeated to --rows), rows/s from its --json summary
+   (prediction, reading and writing; not the model load). Side B: the same predictor (`forge.load_predictor`) called
+   in a loop, one row per call, in this process, over the same rows. Sides alternate, --repeats times each.
+2. Memory: peak RSS of the whole `forge predict` process on generated CSVs of growing size (the tiny-BERT-sized
+   classifier from tests/tiny_models.py, int8 ONNX, so a million rows take minutes, not hours): bounded means flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import forge, shared
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def classifier_from(base: str, path: Path) -> Path:
+    """A ``sequence-classifier`` artifact from an encoder, head newly initialised."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    labels = ["negative", "positive"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=2, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model.save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    (path / "forge.json").write_text(json.dumps({"schema": 1, "kind": "sequence-classifier", "labels": labels,
+                                                 "max_length": 128}))
+    return path
+
+
+def write_texts(path: Path, rows: int, texts: list[str]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        for i in range(rows):
+            writer.writerow([i, texts[i % len(texts)]])
+    return path
+
+
+def forge_predict_rate(artifact: Path, data: Path, work: Path, batch_size: int) -> float:
+    out = subprocess.run([sys.executable, "-m", "forge", "predict", str(artifact), "-i", str(data), "-o", "out.jsonl",
+                          "--overwrite", "--json", "--batch-size", str(batch_size)],
+                         cwd=work, check=True, capture_output=True, text=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["rows_per_s"])
+
+
+def loop_rate(predictor, texts: list[str]) -> float:
+    start = time.perf_counter()
+    for text in texts:
+        predictor.predict([{"text": text}])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rss-rows", default="10000,100000,1000000")
+    args = parser.parse_args()
+
+    import forge as forge_api
+    from forge_hf.provider import resolve_model
+
+    with open(shared("sentiment_test.csv"), newline="") as handle:
+        texts = [r["text"] for r in csv.DictReader(handle)]
+    work = Path(tempfile.mkdtemp(prefix="forge-bench-predict-"))
+    minilm, _ = resolve_model("minilm-l6")
+    classifier_from(minilm, work / "minilm-clf")
+    forge("export", "minilm-clf", "--format", "onnx", "--quantize", "int8", "-o", "minilm-int8", cwd=work)
+    data = write_texts(work / "texts.csv", args.rows, texts)
+    rows = [texts[i % len(texts)] for i in range(args.rows)]
+
+    predictor = forge_api.load_predictor(forge_api.Artifact.load(work / "minilm-int8"), {"batch_size": 1})
+    loop_rate(predictor, rows[:50])  # warm up
+    batched, looped = [], []
+    for repeat in range(args.repeats):
+        batched.append(forge_predict_rate(work / "minilm-int8", data, work, args.batch_size))
+        looped.append(loop_rate(predictor, rows))
+        print(f"repeat {repeat + 1}: forge predict {batched[-1]:.0f} rows/s, loop {looped[-1]:.0f} rows/s",
+              flush=True)
+    predictor.close()
+    ratio = statistics.median(batched) / statistics.median(looped)
+    print(f"\nMiniLM-L6 int8 ONNX, {args.rows} SST-2 rows, median of {args.repeats}:")
+    print(f"  forge predict (batch {args.batch_size}): {statistics.median(batched):.0f} rows/s")
+    print(f"  model called per row in a loop:          {statistics.median(looped):.0f} rows/s")
+    print(f"  ratio {ratio:.2f}x → goal >= 3x {'met' if ratio >= 3 else 'NOT met'}")
+
+    from tiny_models import make_tiny_bert_classifier_base, make_tiny_classifier_artifact
+
+    base = make_tiny_bert_classifier_base(work / "tiny-bert")
+    make_tiny_classifier_artifact(work / "tiny-clf", base)
+    forge("export", "tiny-clf", "--format", "onnx", "--quantize", "int8", "-o", "tiny-int8", cwd=work)
+    print("\npeak RSS of forge predict (tiny int8 classifier, CSV in, JSONL out, chunks of 10,000 rows):")
+    for n in (int(x) for x in args.rss_rows.split(",")):
+        big = write_texts(work / f"big-{n}.csv", n, texts)
+        measured = forge("predict", "tiny-int8", "-i", big.name, "-o", f"big-{n}.jsonl", "--batch-size", "64",
+                         cwd=work, peak_rss=True)
+        size = big.stat().st_size / 2**20
+        print(f"  {n:>9,} rows ({size:7.1f} MiB in): peak RSS {measured['peak_rss_gib'] * 1024:6.0f} MiB, "
+              f"{measured['wall']:6.1f} s wall, {n / measured['wall']:6.0f} rows/s", flush=True)
+        big.unlink()
+        (work / f"big-{n}.jsonl").unlink()
+    print(f"(work files in {work})")
+
+
+if __name__ == "__main__":
+    main()
