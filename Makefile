@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := requirements-dev.txt requirements-models.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml) \
           docs/example-plugin/pyproject.toml
 
-.PHONY: install demo test lint bench docs clean llama-cpp browser browser
+.PHONY: install demo test lint bench docs clean llama-cpp browser
 
 install: $(STAMP)
 
