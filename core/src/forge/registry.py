@@ -283,21 +283,9 @@ def version_evals(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def stored_evals(artifact_path: Path) -> list[dict[str, Any]]:
     """The artifact's complete eval results, oldest first (``forge.evaluation.stored_results``)."""
-    from forge import evaluation
+    from forge.evaluation import stored_results
 
-    reader = getattr(evaluation, "stored_results", None)
-    if reader is not None:
-        return list(reader(artifact_path))
-    # the eval.json contract (docs/evaluation.md): ARTIFACT/evals/SUITE-TIME/eval.json, complete when present
-    results = []
-    for file in sorted(Path(artifact_path).glob("evals/*/eval.json")):
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("suite") and isinstance(data.get("metrics"), dict):
-            results.append(data)
-    return sorted(results, key=lambda d: str(d.get("finished") or ""))
+    return list(stored_results(artifact_path))
 
 
 # -- add -------------------------------------------------------------------------------------------------------------
