@@ -102,6 +102,49 @@ def test_int8_gate_and_bad_input(forge_cli, tiny_sft_run):
     assert after == before
 
 
+def test_openai_client_against_onnx_server(forge_cli, onnx_exports):
+    """forge serve on an ONNX LM export: the torch server's API (same routes, validation and error shapes), the
+    answer being ONNX Runtime's greedy tokens for the chat template's prompt; streamed = plain; stop strings."""
+    import httpx
+    import openai
+    from forge_onnx.lm_runtime import OnnxCausalLM
+    from openai import OpenAI
+    from support import Server
+    from transformers import AutoTokenizer
+
+    _, int8 = onnx_exports
+    question = [{"role": "user", "content": "what is the capital of spain?"}]
+    with Server(forge_cli, int8) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+        model_id = client.models.list().data[0].id
+        chat = client.chat.completions.create(model=model_id, messages=question, max_tokens=12, temperature=0)
+        stream = client.chat.completions.create(model=model_id, messages=question, max_tokens=12, temperature=0,
+                                                stream=True)
+        chunks = list(stream)
+        completion = client.completions.create(model=model_id, prompt="the capital of", max_tokens=4, temperature=0)
+        sampled = [client.chat.completions.create(model=model_id, messages=question, max_tokens=8, temperature=0.9,
+                                                  seed=5).choices[0].message.content for _ in range(2)]
+        with pytest.raises(openai.UnprocessableEntityError) as err:
+            client.chat.completions.create(model=model_id, messages=[], max_tokens=3)
+        assert "messages" in str(err.value)
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="gpt-4", messages=question)
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert streamed == chat.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == chat.choices[0].finish_reason
+    assert completion.object == "text_completion" and completion.usage.completion_tokens <= 4
+    assert sampled[0] == sampled[1]  # seeded
+    tokenizer = AutoTokenizer.from_pretrained(int8)
+    ids = tokenizer(tokenizer.apply_chat_template(question, add_generation_prompt=True, tokenize=False),
+                    add_special_tokens=False)["input_ids"]
+    runtime = OnnxCausalLM(int8)
+    expected = runtime.generate(ids, max_new_tokens=12)
+    assert chat.usage.prompt_tokens == len(ids) and chat.usage.completion_tokens == len(expected)
+    assert chat.choices[0].message.content == tokenizer.decode(expected, skip_special_tokens=True)
+    assert chat.choices[0].finish_reason == ("stop" if expected[-1] in runtime.stop_ids else "length")
+
+
 @pytest.mark.slow
 def test_smollm_int8_onnx_passes_parity(forge_cli, smollm_sft_run):
     """make demo's run (shortened) → ONNX int8. Dynamic int8 costs SmolLM2-135M ~30% held-out perplexity and a

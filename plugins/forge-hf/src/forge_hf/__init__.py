@@ -51,6 +51,8 @@ def register_exporters(register: forge.Register) -> None:
 def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           summary="OpenAI-compatible chat/completions API"))
+    register(forge.Server(name="llama-cpp", accepts=("gguf-causal-lm",), create_app="forge_hf.serve_lm:create_gguf_app",
+                          summary="OpenAI-compatible API on llama.cpp (needs llama-cpp-python)"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           summary="POST /predict: label and confidence"))
