@@ -1,6 +1,6 @@
 """SmolLM2-135M fine-tune in every deployable format, side by side: greedy-generation tokens/s of torch eager, ONNX
-Runtime fp32 and int8 (block-wise, the default, and dynamic), and (when llama-cpp-python is installed) llama.cpp q8_0 and q4_0, with file sizes and
-agreement with torch's greedy tokens.
+Runtime fp32 and int8 (block-wise, the default, and dynamic), and (when llama-cpp-python is installed) llama.cpp
+q8_0 and q4_0, with file sizes and agreement with torch's greedy tokens.
 
     python bench/lm_formats.py [--steps 10] [--prompts 8] [--new-tokens 64] [--repeats 3]
 
