@@ -156,7 +156,17 @@ def prepare(options: EvalOptions, plugins: PluginSet | None = None) -> Prepared:
             raise ForgeError(f"--output-dir {target}: already exists and is not empty")
     else:
         target = _new_dir(evals_root(reference), evaluator.name)
+    _check_writable(target, options.output_dir is None)
     return Prepared(options, evaluator, reference, gates, data, digest, target, baseline)
+
+
+def _check_writable(target: Path, default: bool) -> None:
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        hint = "; choose another place with --output-dir" if default else ""
+        raise ForgeError(f"{target.parent}: not writable, the result cannot be kept there{hint}")
 
 
 # -- running --------------------------------------------------------------------------------------------------------
