@@ -282,22 +282,10 @@ def version_evals(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def stored_evals(artifact_path: Path) -> list[dict[str, Any]]:
-    """The artifact's complete eval results, oldest first (``forge.evaluation.stored_results``)."""
-    from forge import evaluation
+    """The artifact's complete eval results, oldest first (``ARTIFACT/evals/*/eval.json``)."""
+    from forge.evaluation import stored_results
 
-    reader = getattr(evaluation, "stored_results", None)
-    if reader is not None:
-        return list(reader(artifact_path))
-    # the eval.json contract (docs/evaluation.md): ARTIFACT/evals/SUITE-TIME/eval.json, complete when present
-    results = []
-    for file in sorted(Path(artifact_path).glob("evals/*/eval.json")):
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("suite") and isinstance(data.get("metrics"), dict):
-            results.append(data)
-    return sorted(results, key=lambda d: str(d.get("finished") or ""))
+    return list(stored_results(artifact_path))
 
 
 # -- add -------------------------------------------------------------------------------------------------------------
@@ -409,8 +397,12 @@ def add(source: Path, name: str) -> dict[str, Any]:
     except MlflowException as exc:
         if not _missing(exc):
             raise ForgeError(f"registry: {name}: {_first_line(exc)}") from None
-        client.create_registered_model(name, tags={"forge.created_by": "forge registry add"})
-        created_model = True
+        try:
+            client.create_registered_model(name, tags={"forge.created_by": "forge registry add"})
+            created_model = True
+        except MlflowException as again:  # another process created it meanwhile: add to it
+            if getattr(again, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise ForgeError(f"registry: {name}: {_first_line(again)}") from None
     run_id, created_run = _source_run(client, run, name)
     try:
         info = Model.log(
