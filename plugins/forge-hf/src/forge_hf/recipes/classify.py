@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     TrainingFields,
     attention,
     check_device,
@@ -39,7 +40,7 @@ class ClassifyConfig(TrainingFields):
     label_column: str = Field("label", min_length=1)
     label_names: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None, min_length=2, description="names for integer labels 0..n-1, or the label order (at least two, distinct)")
-    max_length: int = Field(128, ge=8)
+    max_length: int = Field(128, ge=8, le=MAX_TOKENS)
     num_train_epochs: float = Field(3.0, gt=0, description="passes over the training data (when max_steps is -1)")
     per_device_train_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(5e-5, gt=0)

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -29,7 +30,7 @@ from forge_hf.recipes.common import (
 class DPORecipeConfig(TrainingFields, LoraFields):
     beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
-    max_length: int = Field(1024, ge=8)
+    max_length: int = Field(1024, ge=8, le=MAX_TOKENS)
     learning_rate: float = Field(5e-5, gt=0)
 
 

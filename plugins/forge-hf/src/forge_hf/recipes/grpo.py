@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -35,9 +36,9 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
     reward_weights: list[float] | None = Field(None, min_length=1, description="one weight per reward function "
                                                "(default: all 1)")
     format_pattern: str = Field(r"####\s*-?[\d,.]+\s*$", description="regex for the 'format' reward")
-    target_length: int = Field(200, ge=1, description="characters, for the 'length' reward")
-    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
-    max_completion_length: int = Field(64, ge=1)
+    target_length: int = Field(200, ge=1, le=10_000_000, description="characters, for the 'length' reward")
+    num_generations: int = Field(4, ge=2, le=1024, description="completions sampled per prompt (the group)")
+    max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
     learning_rate: float = Field(1e-5, gt=0)

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -37,7 +38,7 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
     data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
 
-    max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
+    max_length: int = Field(1024, ge=8, le=MAX_TOKENS, description="truncate tokenized examples to this many tokens")
     packing: bool | Literal["auto"] = Field(
         "auto", description="pack several examples into each max_length sequence (bfd: padding-free, examples kept "
         "whole); auto: on with a CUDA GPU, off on CPU (docs/benchmarks.md)")
