@@ -117,7 +117,7 @@ class Chat:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         finally:
-            stream.close()  # also when the reader stops early (Ctrl-C): the server stops generating
+            stream.close()  # also on Ctrl-C: the connection closes, and a server that notices stops generating
 
     def reply(self, text: str) -> None:
         import openai
