@@ -41,7 +41,10 @@ llama-cpp: $(STAMP)
 # apt-get exists, else those tests skip and say why).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q chromium chromium-driver; \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	      echo "could not install chromium: the playground browser tests will be skipped"; \
 	    else echo "no chromium: the playground browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
 
 test: $(STAMP) browser

@@ -1,5 +1,5 @@
-"""Keep the reference tables in docs/ true: every recipe field table in docs/recipes.md is generated from the
-recipe's pydantic config model.
+"""Keep the reference tables in docs/ true: every recipe field table in docs/recipes.md (and every exporter option
+table in docs/export.md) is generated from its pydantic model.
 
     python docs/reference.py           rewrite the tables in place (make docs)
     python docs/reference.py --check   exit 1 and name the stale tables (tests/core/test_docs.py runs this)
@@ -25,6 +25,8 @@ from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 MARKED = re.compile(r"(<!-- fields: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /fields -->)", re.S)
+LONG = 12  # a Literal with more names than this is summarised (the error for a wrong value lists them all)
+CHOICES = "`plugins/forge-hf/src/forge_hf/recipes/choices.py`"
 BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "min length", "max_length": "max length"}
 
 
@@ -36,6 +38,8 @@ def load(ref: str) -> Any:
 def type_name(annotation: Any) -> str:
     """A short spelling of a field's type: ``int | None``, ``'bfd' | 'wrapped'``, ``list[str]``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal and len(args) > LONG:
+        return f"{len(args)} names: {', '.join(repr(a) for a in args[:3])}… (all in {CHOICES})"
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -96,7 +100,7 @@ def stale(path: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    files = [DOCS / "recipes.md"]
+    files = [DOCS / "recipes.md", DOCS / "export.md"]
     if "--check" in argv:
         problems = [f"{path.name}: table '{spec}' is out of date" for path in files for spec in stale(path)]
         for problem in problems:

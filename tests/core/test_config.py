@@ -105,8 +105,65 @@ def test_output_dir_with_completed_run(forge_cli):
 
 def test_bad_cli_arguments_exit_2(forge_cli):
     result = forge_cli("run", "--recipe", "descent", "--no-such-flag")
-    assert result.returncode == 2 and "No such option: --no-such-flag" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert lines(result) == ["forge: error: No such option: --no-such-flag (see forge run -h)"]
+    typed = forge_cli("serve", "nowhere", "--port", "http")
+    assert typed.returncode == 2 and len(lines(typed)) == 1 and "'--port'" in typed.stderr
+
+
+def check(model, **values):
+    """Validate ``values`` given as ``--set`` overrides; the problems, one line each."""
+    from forge import config as cfg
+    from forge.errors import ConfigError
+
+    source = cfg.ConfigSource()
+    cfg.apply_overrides(source, [f"{k}={v}" for k, v in values.items()])
+    try:
+        cfg.validate(model, source)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def test_numbers_are_finite_and_true_is_not_a_number():
+    from forge.config import RecipeConfig
+
+    class Config(RecipeConfig):
+        rate: float = 1.0
+        steps: int = 3
+        flag: bool = False
+
+    assert check(Config, rate="nan", steps="true", flag="yes", seed="-1") == [
+        "--set seed=-1: seed: Input should be greater than or equal to 0 (got -1)",
+        "--set rate=nan: rate: Input should be a finite number (got 'nan')",
+        "--set steps=true: steps: expected a number, not true/false (got True)",
+    ]
+    assert check(Config, seed=2**32 - 1) == [] and check(Config, seed=2**32)
+
+
+def test_a_union_gives_one_line_and_a_model_check_points_at_its_field():
+    from typing import Annotated, Literal
+
+    from forge.config import RecipeConfig
+    from pydantic import Field, model_validator
+
+    class Config(RecipeConfig):
+        modules: Annotated[list[str], Field(min_length=1)] | Literal["all"] = "all"
+        where: dict[str, int] | int | None = None
+        low: int = 0
+        high: int = 1
+
+        @model_validator(mode="after")
+        def _ordered(self):
+            if self.low > self.high:
+                raise ValueError(f"high: must be at least low ({self.low})")
+            return self
+
+    assert check(Config, modules="[]", where="x") == [
+        "--set modules=[]: modules: List should have at least 1 item after validation, not 0",
+        "--set where=x: where: expected dict[str, int] | int | None (got 'x')",
+    ]
+    assert check(Config, low=5, high=2) == ["--set high=2: high: must be at least low (5)"]
 
 
 def test_yaml_alias_bomb_is_refused_quickly(forge_cli):

@@ -253,6 +253,29 @@ def test_first_runs_in_one_folder_share_a_new_mlflow_store_safely(forge_cli):
         assert client.get_run(manifest(forge_cli.cwd / name)["mlflow"]["run_id"]).info.status == "FINISHED"
 
 
+def test_check_loss_stops_naming_the_last_good_checkpoint_or_says_once(tmp_path, capsys):
+    import pytest
+    from forge.errors import TrainingDiverged
+    from forge.run.context import RunContext
+
+    ctx = RunContext(run_dir=tmp_path, recipe="testkit:descent")
+    assert ctx.check_loss(0.5, 1)
+    with pytest.raises(TrainingDiverged, match=r"at step 2: run stopped .*no good checkpoint was written before it"):
+        ctx.check_loss(float("nan"), 2)
+    ctx.save_checkpoint(3, lambda directory: None)
+    with pytest.raises(TrainingDiverged, match=r"loss became inf at epoch 4: .*last good checkpoint .*checkpoint-3"):
+        ctx.check_loss(float("inf"), 4, unit="epoch")
+    ctx.save_checkpoint(5, lambda directory: None)
+    with pytest.raises(TrainingDiverged, match=r"at step 6: .*last good checkpoint .*checkpoint-3;"):
+        ctx.check_loss(float("nan"), 6, produced_by=5)  # checkpoint-5's weights gave the NaN: set aside
+    assert sorted(p.name for p in ctx.checkpoint_dir.iterdir()) == ["checkpoint-3", "diverged-checkpoint-5"]
+    assert not ctx.check_loss(float("nan"), 5, "continue") and not ctx.check_loss(float("-inf"), 6, "continue")
+    ctx.close()
+    said = [line for line in capsys.readouterr().err.splitlines() if "nan_policy: continue" in line]
+    assert len(said) == 1 and "training loss is nan at step 5" in said[0]
+    assert TrainingDiverged("x").exit_code == 2
+
+
 def test_a_manifest_pointing_outside_its_run_is_refused(forge_cli, tmp_path):
     from forge.artifacts import Artifact
     from forge.errors import ForgeError

@@ -112,9 +112,10 @@ def test_bad_input_is_one_line_exit_2(forge_cli, tiny_sft_run, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("forge: error: "), result.stderr
         return lines[0]
 
-    assert "--quantize q3_k: the gguf exporter knows f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1" in fails(
+    assert "--quantize q3_k: quantize: Input should be 'f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0' or " \
+        "'q5_1'" in fails(
         tiny_sft_run, "--format", "gguf", "--quantize", "q3_k", "-o", tmp_path / "a")
-    assert "--set bits: the gguf exporter takes" in fails(tiny_sft_run, "--format", "gguf", "--set", "bits=4",
+    assert "--set bits=4: bits: unknown key" in fails(tiny_sft_run, "--format", "gguf", "--set", "bits=4",
                                                           "-o", tmp_path / "b")
     classifier = tmp_path / "classifier"
     classifier.mkdir()

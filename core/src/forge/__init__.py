@@ -42,6 +42,8 @@ _EXPORTS = {
     "DataFile": "forge.config",
     "DataSource": "forge.config",
     "OutputPath": "forge.config",
+    "Seed": "forge.config",
+    "NanPolicy": "forge.config",
     "Artifact": "forge.artifacts",
     "ArtifactResult": "forge.artifacts",
     "RunContext": "forge.run.context",
@@ -60,6 +62,7 @@ _EXPORTS = {
     "DataError": "forge.errors",
     "PluginError": "forge.errors",
     "NotFoundError": "forge.errors",
+    "TrainingDiverged": "forge.errors",
 }
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "LoadedModel",
     "MicroBatcher",
     "ModelRequest",
+    "NanPolicy",
     "NotFoundError",
     "OutputPath",
     "PluginError",
@@ -88,9 +92,11 @@ __all__ = [
     "RecipeConfig",
     "Register",
     "RunContext",
+    "Seed",
     "ServeSettings",
     "Server",
     "Template",
+    "TrainingDiverged",
     "__version__",
     "create_base_app",
     "hookimpl",
@@ -113,9 +119,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from forge.artifacts import Artifact, ArtifactResult
-    from forge.config import DataFile, DataSource, OutputPath, RecipeConfig
+    from forge.config import DataFile, DataSource, NanPolicy, OutputPath, RecipeConfig, Seed
     from forge.contributions import Command, Evaluator, Exporter, Provider, Recipe, Server, Template
-    from forge.errors import ConfigError, DataError, ForgeError, NotFoundError, PluginError
+    from forge.errors import ConfigError, DataError, ForgeError, NotFoundError, PluginError, TrainingDiverged
     from forge.evaluation import EvalRequest, EvalResult
     from forge.hookspecs import Register
     from forge.models import LoadedModel, ModelRequest, ProviderUnavailable

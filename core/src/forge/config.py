@@ -12,13 +12,24 @@ the working directory.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forge.errors import ConfigError
 
@@ -27,12 +38,97 @@ ENGINE_KEYS = ("recipe", "provider", "output_dir")
 DATA_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".arrow"}
 
 
-class RecipeConfig(BaseModel):
-    """Base for recipe configs: unknown keys are errors, and every run has a seed."""
+SEED_MAX = 2**32 - 1  # numpy's and transformers' set_seed limit
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""A random seed: 0 .. 2**32 - 1 (what numpy, torch and transformers all accept)."""
 
-    seed: int = 42
+NanPolicy = typing.Literal["stop", "continue"]
+"""What a run does when its training loss becomes NaN or infinite: ``stop`` (the run fails at that step, its last good
+checkpoint kept) or ``continue``."""
+
+
+def _takes(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field's type accepts a value of one of ``kinds`` as such (``bool``, or ``int``/``float``)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _takes(args[0], kinds)
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes(a, kinds) for a in args)
+    if origin is typing.Literal:
+        return any(isinstance(a, kinds) for a in args)
+    if annotation is Any:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, kinds)
+
+
+class FieldRules(BaseModel):
+    """Validation rules shared by every forge config model (recipes, exporter options, server flags): unknown keys
+    are errors, numbers are finite, and ``true``/``false`` is not a number (pydantic would read it as 1/0)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if not _takes(annotation, (bool,)) and _takes(annotation, (int, float)):
+                raise ValueError("expected a number, not true/false")
+        return value
+
+
+class EvalSuite(BaseModel):
+    """One entry of ``eval_suites``: a suite run on the finished artifact (``forge eval ARTIFACT --suite ...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = Field(description="evaluation suite (forge list-plugins --kind evaluators)")
+    data: Path | None = Field(None, description="data file (relative to the config file)")
+    options: dict[str, Any] = Field(default_factory=dict, description="suite options (like forge eval --set)")
+    gates: list[str] = Field(default_factory=list, description="gates, e.g. 'accuracy>=0.85'; a failed one exits 3")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"suite": value} if isinstance(value, str) else value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dirs", {}).get("eval_suites")
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else Path(base or Path.cwd()) / path).resolve()
+        if not path.exists():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: list[str]) -> list[str]:
+        from forge.gates import parse_gate
+
+        for expr in value:
+            try:
+                gate = parse_gate(expr)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("--gate ")) from None
+            if gate.needs_baseline:
+                raise ValueError(f"gate {expr!r}: eval_suites have no baseline; use a number")
+        return value
+
+
+class RecipeConfig(FieldRules):
+    """Base for recipe configs: unknown keys are errors, numbers must be finite, every run has a seed, and may
+    evaluate its artifact at the end (``eval_suites``)."""
+
+    seed: Seed = Field(42, description="random seed (0 .. 2**32 - 1)")
+    eval_suites: list[EvalSuite] = Field(
+        default_factory=list,
+        description="evaluate the artifact when the run completes: suite names, or {suite, data, options, gates} "
+                    "(docs/evaluation.md); a failed gate exits 3, the run stays completed")
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
@@ -51,6 +147,8 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
 
 
 def _file_or_hub_name(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError("must name a data file or a Hub dataset, got an empty string")
     path = _resolve(Path(value), info)
     if path.exists():
         return str(path)
@@ -217,8 +315,66 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def _describe(model: type[BaseModel], error: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
+# pydantic error types that only say "the input is not of this member's type": in a union, the other members'
+# errors say more.
+_MISMATCH = ("literal_error", "is_instance_of", "none_required", "model_type", "dataclass_type")
+
+
+def _is_mismatch(error: Mapping[str, Any]) -> bool:
+    kind = str(error["type"])
+    return kind in _MISMATCH or kind.endswith(("_type", "_parsing"))
+
+
+def _field_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without pydantic's union-member tags (``list[str]``, ``literal['all-linear']``...): the field's path."""
+    out: list[Any] = []
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if isinstance(part, int) or (fields and part in fields):
+            out.append(part)
+            current = fields[part].annotation if fields and part in fields else None
+        elif fields is None and not out:
+            out.append(part)
+    return tuple(out) if out else loc
+
+
+def _one_per_field(model: type[BaseModel], errors: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[Any, ...], Any]]:
+    """One error per field: a value that fits no member of a union gives an error per member; keep the one that
+    says why the value is wrong (a list too short) over those that only say it is another type, and when every
+    member merely has another type, say which types the field takes."""
+    grouped: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for error in errors:
+        grouped.setdefault(_field_loc(model, tuple(error["loc"])), []).append(error)
+    picked: list[tuple[tuple[Any, ...], Any]] = []
+    for loc, group in grouped.items():
+        if len(group) == 1:
+            picked.append((loc, group[0]))
+            continue
+        telling = [e for e in group if not _is_mismatch(e)]
+        if telling:
+            picked.append((loc, telling[0]))
+            continue
+        annotation = _annotation_at(model, loc)
+        expected = type_name(annotation) if annotation is not None else " or ".join(str(e["msg"]) for e in group)
+        picked.append((loc, {"type": "union", "loc": loc, "msg": f"expected {expected}",
+                             "input": group[0].get("input")}))
+    return picked
+
+
+def _annotation_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    current: Any = model
+    annotation = None
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = current = fields[part].annotation
+    return annotation
+
+
+def _describe(model: type[BaseModel], error: Mapping[str, Any], loc: tuple[Any, ...] | None = None) -> str:
+    loc = tuple(error["loc"]) if loc is None else loc
     dotted = ".".join(str(p) for p in loc)
     if error["type"] == "extra_forbidden":
         names = _fields_at(model, loc[:-1])
@@ -229,17 +385,32 @@ def _describe(model: type[BaseModel], error: Mapping[str, Any]) -> str:
         return f"{dotted}: missing required field"
     message = str(error["msg"]).removeprefix("Value error, ")
     given = error.get("input")
+    shown = f"{dotted}: {message}" if dotted else message
     if isinstance(given, (str, int, float, bool)) and "file not found" not in message:
-        return f"{dotted}: {message} (got {given!r})"
-    return f"{dotted}: {message}"
+        return f"{shown} (got {given!r})"
+    return shown
+
+
+def _whole_model_error(model: type[BaseModel], error: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A model validator's error names its field first (``"primary: not in models"``): report it at that field."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    name = message.split(":", 1)[0]
+    return (name,) if ":" in message and name in model.model_fields else None
 
 
 def validate(model: type[BaseModel], source: ConfigSource) -> BaseModel:
-    """Validate ``source`` against ``model``; raise :class:`ConfigError` listing every problem."""
+    """Validate ``source`` against ``model``; raise :class:`ConfigError` listing every problem, one per field."""
     try:
         return model.model_validate(source.values, context={"base_dirs": source.base_dirs})
     except ValidationError as exc:
-        problems = [f"{source.locate(tuple(e['loc']))}: {_describe(model, e)}" for e in exc.errors()]
+        problems = []
+        for loc, error in _one_per_field(model, exc.errors()):
+            named = _whole_model_error(model, error) if not loc else None
+            if named is not None:
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{source.locate(named)}: {message}")
+            else:
+                problems.append(f"{source.locate(loc)}: {_describe(model, error, loc)}")
         raise ConfigError(problems[0], problems) from None
 
 
@@ -250,9 +421,6 @@ def dump(config: BaseModel) -> str:
 
 def type_name(annotation: Any) -> str:
     """A short, readable spelling of a field's type: ``int | None``, ``'bfd' | 'wrapped'``, ``list[str]``."""
-    import types
-    import typing
-
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Literal:

@@ -93,15 +93,22 @@ class Exporter:
 
     ``export(artifact: Artifact, output_dir: Path, options: dict) -> ArtifactResult``;
 
-    ``accepts`` lists the artifact kinds it can read.
+    ``accepts`` lists the artifact kinds it can read. ``options``, when given, is a pydantic model (subclass
+    :class:`forge.config.FieldRules`) of its ``--set``/``--quantize`` options: ``forge export`` validates them before
+    the exporter runs (every problem at once, one line each) and passes the ones given, validated.
     """
 
     name: str
     accepts: tuple[str, ...]
     export: Ref
     summary: str = ""
+    options: Ref | None = None
 
     kind = "exporters"
+
+    def options_model(self) -> type[BaseModel] | None:
+        model: type[BaseModel] | None = resolve(self.options) if self.options is not None else None
+        return model
 
     def run(self, artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Any:
         return resolve(self.export)(artifact, output_dir, options)

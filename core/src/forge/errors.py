@@ -34,5 +34,10 @@ class NotFoundError(ForgeError):
     """A named contribution (recipe, provider, template, exporter, server) or a run does not exist."""
 
 
+class TrainingDiverged(ForgeError):
+    """The training loss became NaN or infinite (``nan_policy: stop``): the run ends ``failed`` at that step, its
+    last good checkpoint kept."""
+
+
 class RunInterrupted(Exception):
     """Raised inside a run when the user pressed Ctrl-C (or the process got SIGTERM)."""

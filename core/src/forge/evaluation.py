@@ -86,3 +86,48 @@ def mean_interval(values: Sequence[float], seed: int = 0, resamples: int = 1000)
     means = array[rng.integers(0, len(array), size=(resamples, len(array)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+EVALS = "evals"
+
+
+def read_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(directory, eval.json) of every complete result directly under ``root``, oldest first. Directories being
+    written (staged, named ``.NAME.*``) and unreadable files are skipped."""
+    import json
+
+    found: list[tuple[Path, dict[str, Any]]] = []
+    if not Path(root).is_dir():
+        return found
+    for child in Path(root).iterdir():
+        file = child / "eval.json"
+        if child.name.startswith(".") or not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            found.append((child, data))
+    found.sort(key=lambda item: (str(item[1].get("finished") or ""), item[0].name))
+    return found
+
+
+def stored_results(artifact_path: Path | str) -> list[dict[str, Any]]:
+    """The complete ``forge eval`` results kept with an artifact (``ARTIFACT/evals/*/eval.json``), oldest first.
+    A run directory stands for its artifact; a directory of results (``./evals/NAME-vVERSION``) is read as is."""
+    import json
+
+    path = Path(artifact_path)
+    manifest = path / "forge.json"
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data, dict) and data.get("type") == "run" and data.get("artifact"):
+            path = path / str(data["artifact"].get("path", "artifact"))
+        return [result for _, result in read_results(path / EVALS)]
+    if (path / EVALS).is_dir():
+        return [result for _, result in read_results(path / EVALS)]
+    return [result for _, result in read_results(path)]

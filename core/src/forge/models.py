@@ -18,7 +18,8 @@ class ModelRequest:
 
     ``model`` is a hub id, a local directory, a GGUF file or an offline alias. ``task`` is ``causal-lm`` or
     ``sequence-classification``. ``quantization`` is ``None`` or ``"4bit"`` (NF4). ``lora`` holds peft LoRA
-    settings for providers that patch LoRA themselves (Unsloth).
+    settings for providers that patch LoRA themselves (Unsloth). ``seed``, when set, is applied by the provider
+    right before the model is built, so randomly initialised parts (a classification head) are the same every run.
     """
 
     model: str
@@ -31,6 +32,7 @@ class ModelRequest:
     gradient_checkpointing: bool = False
     lora: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # providers seed every RNG with it right before building the model (heads, LoRA)
 
 
 @dataclass

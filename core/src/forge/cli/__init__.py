@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer._click.exceptions import ClickException, UsageError  # typer vendors its own click
+from typer.exceptions import Abort
 
 from forge.console import quiet_libraries, set_verbose
 from forge.errors import ForgeError
@@ -25,22 +27,25 @@ app = typer.Typer(
 
 
 def _register_builtin_commands() -> None:
-    from forge.cli import chat, env, export, init, list_plugins, predict, run, serve
+    from forge.cli import chat, env, export, init, list_plugins, predict, registry, run, serve
+    from forge.cli import eval as eval_cli
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
     app.command("list-plugins")(list_plugins.list_plugins)
     app.command("init")(init.init)
     app.command("export")(export.export)
     app.command("serve")(serve.serve)
+    app.command("eval")(eval_cli.eval_command)
     app.command("chat")(chat.chat)
     app.command("predict")(predict.predict)
     app.command("env")(env.env)
+    app.add_typer(registry.app, name="registry")
 
 
 def _register_plugin_commands() -> None:
     from forge.plugins import get_plugins
 
-    taken = {c.name for c in app.registered_commands}
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     for registered in get_plugins().all("commands"):
         command = registered.item
         name = command.name if command.name not in taken else f"{registered.plugin}:{command.name}"
@@ -75,9 +80,10 @@ def invocation() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``forge`` script."""
-    _register_builtin_commands()
-    _register_plugin_commands()
+    """Entry point of the ``forge`` script (also callable in-process: ``main(["run", "--dry-run", ...])``)."""
+    if not app.registered_commands:  # once per process
+        _register_builtin_commands()
+        _register_plugin_commands()
     command = typer.main.get_command(app)
     args = _normalize_argv(sys.argv[1:] if argv is None else argv)
     if "-v" in args or "--verbose" in args:
@@ -85,11 +91,23 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()  # every command: libraries' notices and progress bars only with -v
     _ARGS[:] = args
     try:
-        # standalone mode: usage errors print one message and exit 2 (typer vendors its own click).
-        command.main(args=args, prog_name="forge", standalone_mode=True)
+        code = command.main(args=args, prog_name="forge", standalone_mode=False)
+    except ClickException as error:  # a bad flag or argument: one line, like every other forge error
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `forge`: the help text itself
+            error.show()
+        else:
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see {ctx.command_path} -h)" if ctx is not None and isinstance(error, UsageError) else ""
+            print(f"forge: error: {error.format_message().rstrip('.')}{hint}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except Abort:
+        print("forge: interrupted", file=sys.stderr)
+        sys.exit(130)
     except ForgeError as error:
         report(error)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:  # before a run could take over the signal (or outside one): stop quietly
         print("forge: interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:  # typer.Exit(code) in a command
+        sys.exit(code)

@@ -8,10 +8,12 @@ from typing import Any
 import typer
 
 import forge
-from forge.artifacts import Artifact, ArtifactResult, staged_directory, write_artifact_manifest
+from forge.artifacts import ArtifactResult, staged_directory, write_artifact_manifest
+from forge.config import ConfigSource, validate
 from forge.contributions import Registered
 from forge.errors import ForgeError, NotFoundError
 from forge.plugins import PluginSet, get_plugins
+from forge.references import Reference
 
 
 def pick_exporter(plugins: PluginSet, name: str, kind: str) -> Registered:
@@ -31,18 +33,38 @@ def pick_exporter(plugins: PluginSet, name: str, kind: str) -> Registered:
     return exporter
 
 
-def default_output(source: Path, artifact: Artifact, label: str) -> Path:
+def default_output(reference: Reference, label: str) -> Path:
+    artifact = reference.artifact
+    if reference.is_registry:  # the registry's files are not ours to write beside
+        return Path.cwd() / "exports" / f"{reference.registry.name}-v{reference.registry.version}-{label}"
+    source = Path(reference.text)
     if (source / "forge.json").exists() and source != artifact.path:  # a run directory
         return source / "exports" / label
     return artifact.path.parent / f"{artifact.path.name}-{label}"
 
 
-def export_artifact(source: Path, name: str, output: Path | None, options: dict[str, Any]) -> Path:
+def checked_options(exporter: Registered, options: dict[str, Any] | ConfigSource) -> dict[str, Any]:
+    """The exporter's options validated by its ``options`` model (all problems at once, each with the ``--set``
+    it came from): the ones given, as plain values. Exporters without a model get them as given."""
+    source = options if isinstance(options, ConfigSource) else ConfigSource(values=dict(options))
+    model = exporter.item.options_model()
+    if model is None:
+        return dict(source.values)
+    validated = validate(model, source)
+    return validated.model_dump(mode="json", exclude_unset=True)
+
+
+def export_artifact(source: Path | str, name: str, output: Path | None,
+                    options: dict[str, Any] | ConfigSource) -> Path:
+    from forge.references import resolve_reference
+
     plugins = get_plugins()
-    artifact = Artifact.load(source)
+    reference = resolve_reference(source)
+    artifact = reference.artifact
     exporter = pick_exporter(plugins, name, artifact.kind)
+    options = checked_options(exporter, options)
     label = name + (f"-{options['quantize']}" if options.get("quantize") else "")
-    target = output or default_output(source, artifact, label)
+    target = output or default_output(reference, label)
     if target.exists() and any(target.iterdir()):
         raise ForgeError(f"--output {target}: already exists and is not empty")
     with staged_directory(target) as staging:
@@ -63,7 +85,8 @@ def export_artifact(source: Path, name: str, output: Path | None, options: dict[
 
 
 def export(
-    artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
+    artifact: str = typer.Argument(..., help="A completed run directory, an artifact or export directory, or "
+                                             "models:/NAME/VERSION or models:/NAME@ALIAS."),
     format: str = typer.Option(..., "--format", "-f", help="Exporter name (merged, onnx...)."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to write (default: RUN/exports/FORMAT)."),
     quantize: str = typer.Option(None, "--quantize",
@@ -71,12 +94,11 @@ def export(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Exporter option key=value (repeatable)."),
 ) -> None:
     """Export an artifact. Example: forge export runs/classify-1 --format onnx --quantize int8"""
-    from forge.config import ConfigSource, apply_overrides
+    from forge.config import apply_overrides
 
     source = ConfigSource()
     apply_overrides(source, list(overrides))
-    options: dict[str, Any] = dict(source.values)
     if quantize:
-        options["quantize"] = quantize
-    target = export_artifact(artifact, format, output, options)
+        source.set("quantize", quantize, f"--quantize {quantize}")
+    target = export_artifact(artifact, format, output, source)
     typer.echo(f"exported {artifact} → {target}")

@@ -21,7 +21,8 @@ def run(
     ),
     tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Track to MLflow (MLFLOW_TRACKING_URI)."),
     nproc_per_node: int = typer.Option(
-        1, "--nproc-per-node", help="Train with N processes through torchrun (DDP: gloo on CPU, nccl on GPU)."
+        1, "--nproc-per-node", min=1, max=1024,
+        help="Train with N processes through torchrun (DDP: gloo on CPU, nccl on GPU).",
     ),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also show libraries' progress bars, notices and warnings."

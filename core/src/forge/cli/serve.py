@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import typer
 
-from forge.artifacts import Artifact
+from forge.config import ConfigSource, validate
 from forge.contributions import Registered
 from forge.errors import ForgeError
 from forge.plugins import PluginSet, get_plugins
@@ -32,8 +31,24 @@ def pick_server(plugins: PluginSet, kind: str, name: str | None) -> Registered:
     return accepting[0]
 
 
+def serve_settings(flags: dict[str, object]) -> ServeSettings:
+    """The flags as :class:`ServeSettings`, every bad one reported at once (``--port 0: port: ...``), exit 2."""
+    source = ConfigSource()
+    for flag, value in flags.items():
+        if flag == "--api-key" and value is None:
+            value = os.environ.get("FORGE_API_KEY") or None
+            where = "FORGE_API_KEY"
+        else:
+            where = f"{flag} {value}"
+        if value is not None:
+            source.set(flag.removeprefix("--").replace("-", "_"), value, where)
+    settings: ServeSettings = validate(ServeSettings, source)  # type: ignore[assignment]
+    return settings
+
+
 def serve(
-    artifact: Path = typer.Argument(..., help="A completed run directory or an artifact directory."),
+    artifact: str = typer.Argument(..., help="A completed run directory, an artifact or export directory, or "
+                                             "models:/NAME/VERSION or models:/NAME@ALIAS."),
     server: str = typer.Option(None, "--server", help="Server name, when several take this kind."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -44,17 +59,19 @@ def serve(
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Give up on a request after this long (504)."),
 ) -> None:
     """Serve an artifact over HTTP. Example: forge serve runs/sft-1 --port 8000"""
-    loaded = Artifact.load(artifact)
-    chosen = pick_server(get_plugins(), loaded.kind, server)
-    settings = ServeSettings(
-        host=host,
-        port=port,
-        api_key=api_key or os.environ.get("FORGE_API_KEY") or None,
-        max_body_bytes=max_body_bytes,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        timeout_s=timeout_s,
-    )
+    from forge.references import resolve_reference
+
+    settings = serve_settings({
+        "--host": host, "--port": port, "--api-key": api_key, "--max-body-bytes": max_body_bytes,
+        "--max-batch-size": max_batch_size, "--max-wait-ms": max_wait_ms, "--timeout-s": timeout_s,
+    })
+    plugins = get_plugins()
+    served = {k for r in plugins.all("servers") for k in r.item.accepts}
+    reference = resolve_reference(artifact, tuple(sorted(served)) if served else None)
+    if reference.note:
+        typer.echo(reference.note, err=True)
+    loaded = reference.artifact
+    chosen = pick_server(plugins, loaded.kind, server)
     app = chosen.item.build(loaded, settings)
     import uvicorn
 

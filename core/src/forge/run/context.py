@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from forge.artifacts import write_json_atomic
-from forge.errors import ForgeError
+from forge.errors import ForgeError, TrainingDiverged
 from forge.models import LoadedModel, ModelRequest
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class RunContext:
         self.is_main = is_main
         self._log = (run_dir / "run.log").open("a", encoding="utf-8") if is_main else None
         self._metrics_file = run_dir / "metrics.jsonl"
+        self._nonfinite_said = False
 
     # -- reporting ----------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -147,6 +148,31 @@ class RunContext:
 
         return tqdm(iterable, total=total, desc=desc, initial=initial, unit=unit, dynamic_ncols=True,
                     file=sys.stderr, disable=not self.is_main, leave=True)
+
+    def check_loss(self, loss: float, step: int, policy: str = "stop", unit: str = "step",
+                   produced_by: int | None = None) -> bool:
+        """Whether the training ``loss`` of ``step`` is finite. When it is not, ``policy`` (a recipe's
+        ``nan_policy``) decides: ``stop`` raises :class:`TrainingDiverged` (the run ends ``failed`` at this step;
+        write no checkpoint after it), ``continue`` says so once and goes on. ``produced_by``: the step of the
+        checkpoint whose weights gave this loss; on ``stop`` it is set aside (``diverged-checkpoint-N``) so that the
+        last checkpoint left, the one a resume starts from, is the last good one."""
+        import math
+
+        if math.isfinite(loss):
+            return True
+        if policy == "continue":
+            if not self._nonfinite_said:
+                self._nonfinite_said = True
+                self.log(f"warning: training loss is {loss} at {unit} {step}; going on (nan_policy: continue)")
+            return False
+        suspect = self.checkpoint_dir / f"checkpoint-{produced_by}"
+        if produced_by is not None and suspect.is_dir() and self.is_main:
+            shutil.rmtree(self.checkpoint_dir / f"diverged-{suspect.name}", ignore_errors=True)
+            os.replace(suspect, self.checkpoint_dir / f"diverged-{suspect.name}")
+        last = latest_checkpoint(self.checkpoint_dir)
+        kept = f"last good checkpoint {last[0]}" if last else "no good checkpoint was written before it"
+        raise TrainingDiverged(f"training loss became {loss} at {unit} {step}: run stopped (nan_policy: stop), "
+                               f"{kept}; try a lower learning_rate (or nan_policy: continue)")
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:

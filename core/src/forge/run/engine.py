@@ -151,12 +151,36 @@ def _train(plan: Plan, ctx: RunContext, record: RunRecord, tracker: Any) -> RunO
         raise
     record.write_artifact(ctx.artifact_dir, result, {**ctx.metrics, **result.metrics})
     ctx.log(f"completed: artifact {result.kind} in {ctx.artifact_dir}")
-    _finish(ctx, record, tracker, "completed", "FINISHED")
-    return RunOutcome("completed", ctx.run_dir, 0, record.data)
+    _finish(ctx, record, tracker, "completed", "FINISHED", close=False)
+    try:
+        code = _evaluate(plan, ctx, record, tracker)
+    finally:
+        ctx.close()
+    return RunOutcome("completed", ctx.run_dir, code, record.data)
+
+
+def _evaluate(plan: Plan, ctx: RunContext, record: RunRecord, tracker: Any) -> int:
+    """The config's ``eval_suites`` on the finished artifact: kept and listed like ``forge eval``'s results. The
+    run stays completed whatever they say; the exit code says it: 3 a gate failed, 2 an eval could not run, 130
+    interrupted."""
+    if not getattr(plan.config, "eval_suites", None):
+        return 0
+    from forge.eval_engine import Hooks, run_suites
+
+    def list_in_run(run_dir: Path, entry: dict[str, Any]) -> None:
+        record.update(evals=[*record.data.get("evals", []), entry])
+
+    hooks = Hooks(log=ctx.log, progress=ctx.progress, should_stop=lambda: ctx.should_stop, list_in_run=list_in_run,
+                  tracking=tracker is not None)
+    try:
+        return run_suites(ctx.run_dir, plan.config, hooks)
+    except KeyboardInterrupt:
+        ctx.log("eval interrupted: the run is completed; evaluate it with forge eval")
+        return EXIT_INTERRUPTED
 
 
 def _finish(ctx: RunContext, record: RunRecord, tracker: Any, status: str, mlflow_status: str,
-            error: str | None = None) -> None:
+            error: str | None = None, close: bool = True) -> None:
     plot = record.finish(status, ctx.metrics, error=error)
     for warning in record.data.get("warnings", []):
         ctx.log(warning)
@@ -165,7 +189,8 @@ def _finish(ctx: RunContext, record: RunRecord, tracker: Any, status: str, mlflo
             if path is not None and path.exists():
                 tracker.log_artifact(path)
         tracker.end(mlflow_status)
-    ctx.close()
+    if close:
+        ctx.close()
 
 
 class StopRequests:

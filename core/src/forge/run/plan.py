@@ -18,6 +18,7 @@ from forge import config as cfg
 from forge.artifacts import MANIFEST, read_manifest
 from forge.contributions import Registered
 from forge.errors import ConfigError, ForgeError
+from forge.eval_engine import check_suites
 from forge.plugins import PluginSet
 from forge.providers import AUTO, ProviderChoice
 
@@ -93,6 +94,7 @@ def plan_run(options: RunOptions, plugins: PluginSet, follower: bool = False) ->
             raise ConfigError(f"{flag}: recipe {recipe.name} takes no '{key}' (its fields: "
                               f"{', '.join(model.model_fields)})")
     config = cfg.validate(model, source)
+    check_suites(config, plugins, source.locate(("eval_suites",)))
     provider = choose_provider(recipe, options.provider or engine.get("provider"), plugins)
     output = options.output_dir or (Path(engine["output_dir"]) if engine.get("output_dir") else None)
     run_dir = output if output is not None else _default_run_dir(recipe.name)
@@ -117,6 +119,7 @@ def _plan_resume(options: RunOptions, plugins: PluginSet, follower: bool) -> Pla
     source = cfg.load_config_file(run_dir / "config.yaml")
     engine = source.pop_engine_keys()
     config = cfg.validate(recipe.item.config_model(), source)
+    check_suites(config, plugins, source.locate(("eval_suites",)))
     provider = choose_provider(recipe, options.provider or engine.get("provider"), plugins)
     return Plan(recipe, config, provider, run_dir, resuming=True)
 

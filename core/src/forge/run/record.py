@@ -189,3 +189,25 @@ def _truncate_metrics(path: Path, step: int) -> None:
         if row.get("step") is None or row["step"] <= step:
             kept.append(line)
     path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+
+def append_eval(run_dir: Path, entry: dict[str, Any], timeout_s: float = 60.0) -> None:
+    """List an eval in a finished run's manifest (``evals``), under the run's lock (waiting up to ``timeout_s`` for
+    a process that holds it) and rewritten atomically."""
+    handle = (run_dir / LOCK).open("a+", encoding="utf-8")
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    raise ForgeError(f"{run_dir}: run is in use by another process") from None
+                time.sleep(0.2)
+        data = read_manifest(run_dir)
+        data.setdefault("evals", []).append(entry)
+        data["updated_at"] = now()
+        write_json_atomic(run_dir / MANIFEST, data)
+    finally:
+        handle.close()

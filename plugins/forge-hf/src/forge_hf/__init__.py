@@ -42,8 +42,10 @@ def register_recipes(register: forge.Register) -> None:
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
+                            options="forge_hf.export_options:MergedOptions",
                             summary="LoRA merged into its base: a plain transformers model"))
     register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
+                            options="forge_hf.export_options:GGUFOptions",
                             summary="GGUF for llama.cpp/Ollama (f16, bf16, q8_0, q4_0..q5_1), parity-checked"))
 
 
@@ -64,3 +66,19 @@ def register_templates(register: forge.Register) -> None:
                             summary="chat fine-tuning project (SmolLM2 + example dataset)"))
     register(forge.Template(name="sentiment", files="forge_hf.templates:sentiment_files",
                             summary="sentiment classifier project (MiniLM + example reviews), served at /predict"))
+
+
+@forge.hookimpl
+def register_evaluators(register: forge.Register) -> None:
+    register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
+                             evaluate="forge_hf.eval_classification:evaluate",
+                             summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
+    lm = "forge_hf.eval_lm"
+    register(forge.Evaluator(name="perplexity", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:perplexity",
+                             summary="token-weighted perplexity of completions or text (chat/text JSONL)"))
+    register(forge.Evaluator(name="exact-match", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:exact_match",
+                             summary="batched greedy answers vs references: GSM8K '#### N', regex or whole string"))
+    register(forge.Evaluator(name="generation-checks", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:generation_checks",
+                             summary="generation stops at EOS; the chat template round-trips and ends turns"))
+    register(forge.Evaluator(name="lm-eval", accepts=CAUSAL_LM_KINDS, evaluate="forge_hf.eval_lmeval:evaluate",
+                             summary="an lm-evaluation-harness task on a local file (needs lm-eval installed)"))

@@ -159,6 +159,10 @@ def load(request: ModelRequest) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     source, info = resolve_model(request.model)
+    if request.seed is not None:  # new heads are initialised at load: seed right before
+        from transformers import set_seed
+
+        set_seed(request.seed)
     dtype = auto_dtype(request.dtype)
     device = auto_device(request.device)
     kwargs: dict[str, Any] = {

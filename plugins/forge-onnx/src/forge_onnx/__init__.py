@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster", "causal-lm",
                                                             "causal-lm-adapter"),
-                            export="forge_onnx.export:export",
+                            export="forge_onnx.export:export", options="forge_onnx.export_options:OnnxOptions",
                             summary="ONNX fp32 or int8 (--quantize int8), parity-checked; LMs with KV cache"))
     register(forge.Exporter(name="service", accepts=("onnx-sequence-classifier",),
                             export="forge_onnx.service:export",

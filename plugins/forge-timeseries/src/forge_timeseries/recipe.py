@@ -15,13 +15,15 @@ and the manifest say when a baseline wins.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from forge import ArtifactResult, DataError, DataFile, RecipeConfig, RunContext
-from pydantic import Field, field_validator
+from forge.config import NanPolicy
+from pydantic import Field, field_validator, model_validator
 
 ModelName = Literal["AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
 
@@ -30,9 +32,10 @@ class SeriesConfig(RecipeConfig):
     """The data contract and split both forecasting recipes share."""
 
     data: DataFile = Field(description="CSV/TSV/Parquet with a time column and a target column")
-    time_column: str = "date"
-    target: str = "value"
-    id_column: str | None = Field(None, description="column naming the series of each row (many series)")
+    time_column: str = Field("date", min_length=1)
+    target: str = Field("value", min_length=1)
+    id_column: str | None = Field(None, min_length=1, description="column naming the series of each row (many "
+                                  "series)")
     horizon: int = Field(12, ge=1, description="steps forecast at once")
     season_length: int | None = Field(None, ge=1, description="for seasonal models / MASE (default: from freq)")
     val_size: int | None = Field(None, ge=1, description="validation steps per series (default: horizon)")
@@ -51,11 +54,22 @@ class SeriesConfig(RecipeConfig):
         return sorted(set(levels))
 
 
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> SeriesConfig:
+        if self.target == self.time_column:
+            raise ValueError(f"target: '{self.target}' is also the time_column")
+        if self.id_column is not None and self.id_column in (self.target, self.time_column):
+            raise ValueError(f"id_column: '{self.id_column}' is also the target or time_column")
+        return self
+
+
 class ForecastConfig(SeriesConfig):
-    covariates: list[str] = Field([], description="extra numeric input columns (past values only)")
+    covariates: list[Annotated[str, Field(min_length=1)]] = Field([], description="extra numeric input columns "
+                                                                  "(past values only)")
     window: int = Field(24, ge=2, description="past steps the model sees")
     log_transform: bool = Field(False, description="model log(values): multiplicative seasonality")
-    lstm_units: list[int] = Field([128, 64], min_length=1)
+    lstm_units: list[Annotated[int, Field(ge=1)]] = Field([128, 64], min_length=1, description="units of each "
+                                                          "stacked LSTM layer")
     dropout: float = Field(0.2, ge=0, lt=1)
     dense_units: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -66,6 +80,16 @@ class ForecastConfig(SeriesConfig):
     checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
     baselines: list[ModelName] = Field(["AutoETS", "AutoARIMA", "AutoTheta"],
                                        description="statsforecast models fitted beside it (SeasonalNaive always)")
+    nan_policy: NanPolicy = Field("stop", description="training loss NaN/inf: stop (the run fails at that epoch, its "
+                                  "last good checkpoint kept) or continue (the best validation weights are kept)")
+
+    @field_validator("covariates")
+    @classmethod
+    def _distinct_covariates(cls, names: list[str]) -> list[str]:
+        repeated = [n for n in names if names.count(n) > 1]
+        if repeated:
+            raise ValueError(f"'{repeated[0]}' is named twice")
+        return names
 
 
 def windows_at(values: np.ndarray, origins: list[int], window: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +253,16 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
         ctx.log(f"resumed after epoch {progress['epoch']}")
     loss_fn = torch.nn.MSELoss()
     bar = ctx.progress(total=config.max_epochs, desc="epochs")
+
+    def finite(value: float, epoch: int) -> bool:
+        """nan_policy: stop raises TrainingDiverged before the update (the progress bar closed, so the error gets
+        its own line); continue says so once."""
+        if math.isfinite(value):
+            return True
+        if config.nan_policy == "stop":
+            bar.close()
+        return ctx.check_loss(value, epoch, config.nan_policy, unit="epoch")
+
     bar.update(progress["epoch"])
     for epoch in range(progress["epoch"] + 1, config.max_epochs + 1):
         model.train()
@@ -238,16 +272,20 @@ def train(ctx: RunContext, config: ForecastConfig) -> ArtifactResult:
             batch = order[start:start + config.batch_size]
             optimizer.zero_grad()
             loss = loss_fn(model(tx[batch]), ty[batch])
+            value = loss.item()
+            if not finite(value, epoch):
+                continue  # nan_policy continue: skip this batch's update rather than poison the weights
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
+            total += value * len(batch)
         model.eval()
         with torch.inference_mode():
             val_loss = float(loss_fn(model(vx), vy))
+        finite(val_loss, epoch)
         improved = val_loss < progress["best_val"] - 1e-9
         if improved:
             best = {k: v.clone() for k, v in model.state_dict().items()}
-        progress.update(epoch=epoch, best_val=min(val_loss, progress["best_val"]),
+        progress.update(epoch=epoch, best_val=val_loss if improved else progress["best_val"],
                         bad_epochs=0 if improved else progress["bad_epochs"] + 1)
         ctx.log_metrics({"train_loss": total / len(tx), "val_loss": val_loss}, step=epoch)
         bar.update(1)

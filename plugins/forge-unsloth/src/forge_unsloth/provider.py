@@ -48,6 +48,10 @@ def load(request: ModelRequest) -> LoadedModel:
     from forge_hf.provider import auto_dtype, resolve_model
 
     source, info = resolve_model(request.model)
+    if request.seed is not None:  # LoRA weights are initialised in get_peft_model below
+        from transformers import set_seed
+
+        set_seed(request.seed)
     try:
         from unsloth import FastLanguageModel
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from forge.artifacts import ArtifactResult
 from forge.errors import DataError
 from forge.models import ModelRequest
 from forge.run.context import RunContext
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
@@ -35,15 +35,30 @@ from forge_hf.recipes.common import (
 
 class ClassifyConfig(TrainingFields):
     model: str = Field("minilm-l6", description="encoder: hub id, local dir or alias (minilm-l6: all-MiniLM-L6-v2)")
-    text_column: str = "text"
-    label_column: str = "label"
-    label_names: list[str] | None = Field(None, description="names for integer labels 0..n-1, or the label order")
+    text_column: str = Field("text", min_length=1)
+    label_column: str = Field("label", min_length=1)
+    label_names: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=2, description="names for integer labels 0..n-1, or the label order (at least two, distinct)")
     max_length: int = Field(128, ge=8)
-    num_train_epochs: float = 3.0
+    num_train_epochs: float = Field(3.0, gt=0, description="passes over the training data (when max_steps is -1)")
     per_device_train_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     eval_split: float = Field(0.2, ge=0, lt=1)
     max_chars: int = Field(20_000, ge=1, description="texts longer than this are a data error")
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(set(names)) < len(names):
+            repeated = next(n for n in names if names.count(n) > 1)
+            raise ValueError(f"'{repeated}' is named twice; label names must be distinct")
+        return names
+
+    @model_validator(mode="after")
+    def _two_columns(self) -> ClassifyConfig:
+        if self.text_column == self.label_column:
+            raise ValueError(f"label_column: '{self.label_column}' is also the text_column")
+        return self
 
 
 def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[str], list[str]]:
@@ -107,7 +122,8 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, n: int) ->
             "confusion_matrix": matrix.tolist()}
 
 
-def plot_confusion(path: Path, matrix: list[list[int]], names: list[str]) -> Path:
+def plot_confusion(path: Path, matrix: list[list[int]], names: list[str],
+                   title: str = "held-out confusion matrix") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +140,7 @@ def plot_confusion(path: Path, matrix: list[list[int]], names: list[str]) -> Pat
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
     fig.colorbar(image, ax=ax)
-    ax.set_title("held-out confusion matrix")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -144,7 +160,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     implementation = attention(config)
     loaded = ctx.load_model(ModelRequest(
         model=config.model, task="sequence-classification", dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, seed=config.seed,
         options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
                                      else {})}))
     tokenizer = loaded.tokenizer
@@ -174,7 +190,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[forge_callback(ctx)],
+        callbacks=[forge_callback(ctx, config.nan_policy)],
     )
     result = train_with_resume(ctx, trainer)
     if ctx.should_stop:

@@ -4,44 +4,52 @@ Trainer to the run context (metrics, Ctrl-C), LoRA settings and artifact writing
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from forge.config import DataSource, RecipeConfig
+from forge.config import DataFile, DataSource, NanPolicy, RecipeConfig
 from forge.console import verbose
 from forge.run.context import RunContext
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+
+from forge_hf.recipes.choices import OPTIMIZER_PACKAGES, Attention, FsdpOption, Optimizer, Scheduler
 
 
 class TrainingFields(RecipeConfig):
     """Fields every forge-hf recipe takes (same names and meaning as transformers' ``TrainingArguments``)."""
 
-    model: str = Field(description="hub id, local model directory, .gguf file or alias (smollm2-135m-instruct)")
+    model: str = Field(min_length=1, description="hub id, local model directory, .gguf file or alias "
+                       "(smollm2-135m-instruct)")
     data: DataSource = Field(description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
-    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use num_train_epochs)")
-    num_train_epochs: float = 1.0
+    max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: use num_train_epochs)")
+    num_train_epochs: float = Field(1.0, gt=0, description="passes over the training data (when max_steps is -1)")
     per_device_train_batch_size: int = Field(4, ge=1)
     per_device_eval_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler_type: str = "linear"
+    lr_scheduler_type: Scheduler = Field("linear", description="transformers' SchedulerType (reduce_lr_on_plateau "
+                                         "needs eval_steps)")
     warmup_steps: float = Field(0, ge=0, description="steps, or a fraction of training when < 1")
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0, description="clip gradients to this norm (0: no clipping)")
     logging_steps: int = Field(5, ge=1)
     save_steps: int = Field(50, ge=1, description="write a checkpoint every N steps (resume point)")
     save_total_limit: int = Field(2, ge=1)
     eval_split: float = Field(0.1, ge=0, lt=1, description="share of records held out for eval loss (0: none)")
-    eval_steps: int | None = Field(None, description="evaluate every N steps (default: only at the end)")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: only at the end)")
     gradient_checkpointing: bool = False
-    fsdp: str = Field("", description="transformers' fsdp option, e.g. 'full_shard auto_wrap' (multi-GPU)")
-    fsdp_config: dict[str, Any] | str | None = Field(None, description="FSDP config dict or JSON file")
-    deepspeed: str | None = Field(None, description="DeepSpeed config JSON file")
+    fsdp: list[FsdpOption] = Field([], description="transformers' fsdp options, e.g. 'full_shard auto_wrap' or a "
+                                   "list (multi-GPU)")
+    fsdp_config: dict[str, Any] | DataFile | None = Field(None, description="FSDP config dict or JSON file")
+    deepspeed: DataFile | dict[str, Any] | None = Field(None, description="DeepSpeed config JSON file (or dict); "
+                                                        "needs the deepspeed package")
     ddp_backend: Literal["gloo", "nccl"] | None = Field(None, description="default: nccl on CUDA, gloo on CPU")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     trust_remote_code: bool = False
-    optim: str = "adamw_torch"
-    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flash_attention_3"] = Field(
+    optim: Optimizer = Field("adamw_torch", description="transformers' OptimizerNames (those needing another "
+                             "package are checked for it)")
+    attn_implementation: Attention = Field(
         "auto", description="attention kernel; auto: flash_attention_2 on CUDA when flash-attn is installed, else "
         "transformers' default (SDPA)")
     use_liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE, fused "
@@ -49,6 +57,8 @@ class TrainingFields(RecipeConfig):
     torch_compile: bool = Field(False, description="compile the model with torch.compile (the first steps are slower)")
     auto_find_batch_size: bool = Field(False, description="on a CUDA out-of-memory error, halve the batch size and "
                                        "retry (accelerate's find_executable_batch_size)")
+    nan_policy: NanPolicy = Field("stop", description="training loss NaN/inf: stop (the run fails at that step, its "
+                                  "last good checkpoint kept) or continue")
 
     @field_validator("use_liger_kernel")
     @classmethod
@@ -65,6 +75,66 @@ class TrainingFields(RecipeConfig):
             raise ValueError(f"{value} needs the {package.split('_interface')[0].replace('_', '-')} package and a "
                              "CUDA GPU; use sdpa (or auto)")
         return value
+
+    @field_validator("optim")
+    @classmethod
+    def _optimizer_installed(cls, value: str) -> str:
+        needed = OPTIMIZER_PACKAGES.get(value)
+        if needed and importlib.util.find_spec(needed[0]) is None:
+            raise ValueError(f"{value} needs the {needed[1]} package (pip install {needed[1]}); adamw_torch needs "
+                             "nothing more")
+        return value
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_installed(cls, value: Any) -> Any:
+        if value is not None and importlib.util.find_spec("deepspeed") is None:
+            raise ValueError("needs the deepspeed package (pip install deepspeed)")
+        return value
+
+    @field_validator("fsdp", mode="before")
+    @classmethod
+    def _fsdp_words(cls, value: Any) -> Any:
+        """transformers' spelling: one string of space-separated options ("full_shard auto_wrap"); "" is none."""
+        if isinstance(value, str):
+            return value.split()
+        return value
+
+    @field_validator("fsdp")
+    @classmethod
+    def _fsdp_combination(cls, value: list[str]) -> list[str]:
+        sharding = [o for o in value if o in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard",
+                                              "hybrid_shard_zero2")]
+        if len(set(sharding)) > 1:
+            raise ValueError(f"takes one sharding strategy, got {' and '.join(dict.fromkeys(sharding))}")
+        if value and not sharding:
+            raise ValueError(f"{' '.join(value)} needs a sharding strategy with it (full_shard, shard_grad_op, "
+                             "hybrid_shard...), e.g. 'full_shard auto_wrap'")
+        return list(dict.fromkeys(value))
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError(f"a step count (≥ 1) must be whole, or a fraction of training < 1, got {value}")
+        return value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0:  # transformers reads 0 as "use num_train_epochs": say -1 for that
+            raise ValueError("must be ≥ 1, or -1 to train for num_train_epochs")
+        return value
+
+    @model_validator(mode="after")
+    def _eval_needs_heldout(self) -> TrainingFields:
+        if self.lr_scheduler_type == "reduce_lr_on_plateau" and (self.eval_steps is None or self.eval_split == 0):
+            raise ValueError("lr_scheduler_type: reduce_lr_on_plateau steps on the eval loss: set eval_steps (and "
+                             "keep eval_split > 0)")
+        if self.eval_steps is not None and self.eval_split == 0 and "eval_split" in type(self).model_fields:
+            raise ValueError("eval_steps: there is nothing to evaluate with eval_split 0; hold some records out or "
+                             "drop eval_steps")
+        return self
 
 
 def attention(config: TrainingFields) -> str | None:
@@ -88,6 +158,8 @@ def check_device(config: TrainingFields) -> None:
 
     if config.use_liger_kernel:
         raise ConfigError("use_liger_kernel: Liger's Triton kernels need a CUDA GPU; none is available here")
+    if config.ddp_backend == "nccl":
+        raise ConfigError("ddp_backend: nccl needs CUDA GPUs; none is available here (use gloo, or leave it unset)")
     if config.attn_implementation.startswith("flash_attention"):
         raise ConfigError(f"attn_implementation: {config.attn_implementation} needs a CUDA GPU; none is available "
                           "here (use sdpa or auto)")
@@ -100,7 +172,8 @@ class LoraFields(RecipeConfig):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    lora_target_modules: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Literal[
+        "all-linear"] = Field("all-linear", description="module names to adapt, or all-linear")
 
 
 def lora_settings(config: LoraFields) -> dict[str, Any]:
@@ -128,6 +201,7 @@ def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int |
         max_seq_length=max_length,
         gradient_checkpointing=config.gradient_checkpointing,
         lora=lora_settings(config) if config.use_peft else None,
+        seed=config.seed,
         options={**({"model_kwargs": {"attn_implementation": implementation}} if implementation else {}),
                  **({"recipe": recipe} if recipe else {})},
     )
@@ -179,9 +253,10 @@ def training_arguments(ctx: RunContext, config: TrainingFields, has_eval: bool, 
         "disable_tqdm": not verbose(),  # forge shows its own progress bar and one line per logging step
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
-        "fsdp": config.fsdp,
-        "fsdp_config": config.fsdp_config,
-        "deepspeed": config.deepspeed,
+        "fsdp": " ".join(config.fsdp),
+        "fsdp_config": str(config.fsdp_config) if isinstance(config.fsdp_config, Path) else config.fsdp_config,
+        "deepspeed": str(config.deepspeed) if isinstance(config.deepspeed, Path) else config.deepspeed,
+        "logging_nan_inf_filter": False,  # a NaN/inf loss must show in the logs, not be averaged away
         "ddp_backend": config.ddp_backend,
     }
 
@@ -213,7 +288,7 @@ def trainer_inputs(ctx: RunContext, config: Any, loaded: Any, train_records: lis
         "eval_dataset": Dataset.from_list(eval_records) if eval_records else None,
         "processing_class": loaded.tokenizer,
         "peft_config": peft_config(config) if config.use_peft and not loaded.lora_applied else None,
-        "callbacks": [forge_callback(ctx)],
+        "callbacks": [forge_callback(ctx, config.nan_policy)],
     }
 
 
@@ -226,14 +301,42 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def forge_callback(ctx: RunContext) -> Any:
+def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
     """A TrainerCallback that reports logs to the run (MLflow, metrics.jsonl, one compact line per logging step),
-    shows forge's progress bar, and stops (after a checkpoint) on Ctrl-C."""
+    shows forge's progress bar, stops (after a checkpoint) on Ctrl-C, and applies ``nan_policy`` to every step's
+    training loss (train_with_resume feeds it each micro-batch's loss)."""
     from transformers import TrainerCallback
 
     class ForgeCallback(TrainerCallback):
         bar: Any = None
         throughput: Any = None  # forge_hf.telemetry.Throughput, attached by train_with_resume
+        worst: Any = None  # this step's first non-finite micro-batch loss, else its last loss (a tensor: no sync)
+        policy = nan_policy
+
+        def observe_loss(self, loss: Any) -> None:
+            import torch
+
+            if torch.is_tensor(loss):
+                value = loss.detach().float().mean()
+                if self.worst is None:
+                    self.worst = value
+                else:  # keep the first non-finite loss of the step
+                    self.worst = torch.where(not_finite(self.worst), self.worst, value)
+
+        def _step_loss(self) -> float | None:
+            """This step's non-finite loss, or None; all ranks agree (max of the flags), so all stop together."""
+            import torch
+
+            worst, self.worst = self.worst, None
+            if worst is None:
+                return None
+            flag = not_finite(worst).to(torch.int32)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if not bool(flag):  # the one GPU sync per optimizer step
+                return None
+            value = float(worst)
+            return value if not math.isfinite(value) else float("nan")  # another rank's loss diverged
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if state.is_world_process_zero and not verbose():
@@ -253,6 +356,16 @@ def forge_callback(ctx: RunContext) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.n)
+            loss = self._step_loss()
+            if loss is not None:
+                if self.policy == "stop":  # no checkpoint of the diverged weights: the last one stays the last good
+                    control.should_save = control.should_evaluate = False
+                    if self.bar is not None:
+                        self.bar.close()
+                        self.bar = None
+                # raises TrainingDiverged on stop; the checkpoint of the previous step holds the weights that gave
+                # this loss, so it is set aside
+                ctx.check_loss(loss, state.global_step, self.policy, produced_by=state.global_step - 1)
             if ctx.should_stop:
                 control.should_save = True
                 control.should_training_stop = True
@@ -263,6 +376,12 @@ def forge_callback(ctx: RunContext) -> Any:
                 self.bar = None
 
     return ForgeCallback()
+
+
+def not_finite(value: Any) -> Any:
+    import torch
+
+    return ~torch.isfinite(value)
 
 
 # Trainer log keys that are bookkeeping, not metrics a person reads or plots.
@@ -286,6 +405,8 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
     for callback in trainer.callback_handler.callbacks:
         if hasattr(callback, "throughput"):
             callback.throughput = throughput
+        if hasattr(callback, "observe_loss"):
+            _watch_losses(trainer, callback.observe_loss)
     resume = str(ctx.resume_from) if ctx.resume_from is not None else None
     result = trainer.train(resume_from_checkpoint=resume)
     telemetry.update_flops(throughput)
@@ -300,6 +421,19 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
                  f"MFU {summary['mfu']:.1%}" if "mfu" in summary else None]
         ctx.log("throughput: " + ", ".join(x for x in shown if x))
     return result
+
+
+def _watch_losses(trainer: Any, observe: Any) -> None:
+    """Hand every micro-batch's training loss to ``observe`` (the Trainer's callbacks never see per-step losses,
+    only logging-window averages)."""
+    step = trainer.training_step
+
+    def training_step(*args: Any, **kwargs: Any) -> Any:
+        loss = step(*args, **kwargs)
+        observe(loss)
+        return loss
+
+    trainer.training_step = training_step
 
 
 HELDOUT_KEPT = 200  # held-out records kept beside the model: exporters check their parity on them

@@ -15,7 +15,7 @@ from typing import Any
 
 from forge.artifacts import ArtifactResult
 from forge.run.context import RunContext
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
@@ -32,7 +32,8 @@ from forge_hf.rewards import BUILTINS, resolve_reward
 
 class GRPORecipeConfig(TrainingFields, LoraFields):
     reward_funcs: list[str] = Field(["format"], min_length=1, description="built-in names or module:function")
-    reward_weights: list[float] | None = None
+    reward_weights: list[float] | None = Field(None, min_length=1, description="one weight per reward function "
+                                               "(default: all 1)")
     format_pattern: str = Field(r"####\s*-?[\d,.]+\s*$", description="regex for the 'format' reward")
     target_length: int = Field(200, ge=1, description="characters, for the 'length' reward")
     num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
@@ -40,6 +41,28 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
     learning_rate: float = Field(1e-5, gt=0)
+
+    @field_validator("format_pattern")
+    @classmethod
+    def _regex(cls, pattern: str) -> str:
+        import re
+
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GRPORecipeConfig:
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
+                             "reward functions")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(f"num_generations: per_device_train_batch_size × gradient_accumulation_steps ({batch}) "
+                             f"must be a multiple of num_generations ({self.num_generations})")
+        return self
 
     @field_validator("reward_funcs")
     @classmethod
@@ -92,13 +115,7 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import GRPOConfig, GRPOTrainer
 
-    arguments = training_arguments(ctx, config, False, loaded.model)
-    batch = arguments["per_device_train_batch_size"] * arguments["gradient_accumulation_steps"]
-    if batch % config.num_generations:
-        from forge.errors import ConfigError
-
-        raise ConfigError(f"per_device_train_batch_size × gradient_accumulation_steps ({batch}) must be a multiple "
-                          f"of num_generations ({config.num_generations})")
+    arguments = training_arguments(ctx, config, False, loaded.model)  # batch vs num_generations: checked in config
     args = GRPOConfig(**arguments, num_generations=config.num_generations,
                       max_completion_length=config.max_completion_length, temperature=config.temperature,
                       beta=config.beta, reward_weights=config.reward_weights)
