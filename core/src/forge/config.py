@@ -136,7 +136,10 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = Path(base or Path.cwd()) / path
-    return path.resolve()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13, OSError after)
+        raise ValueError(f"{path}: symlink loop") from None
 
 
 def _existing_file(value: Path, info: ValidationInfo) -> Path:

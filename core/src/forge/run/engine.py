@@ -50,7 +50,7 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
         return _follow(options, plugins)
     plan = plan_run(options, plugins)
     if options.dry_run:
-        sys.stdout.write(plan.describe())
+        dry_run(plan)
         return RunOutcome("dry-run", None, 0)
     with StopRequests() as stop:  # from here on, Ctrl-C/SIGTERM end the run as "interrupted", in every phase
         checkpoint = None
@@ -75,6 +75,19 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
             return _train(plan, ctx, record, tracker)
         finally:
             record.release()
+
+
+def dry_run(plan: Plan) -> None:
+    """``--dry-run``: print the resolved plan (stdout), then read and check the data as the run would (the
+    recipe's ``check``; lines on stderr). Bad data raises the run's own DataError (exit 2)."""
+    sys.stdout.write(plan.describe())
+    sys.stdout.flush()
+    quiet_libraries()
+
+    def log(line: str) -> None:
+        print(f"[forge] {line}", file=sys.stderr, flush=True)
+
+    plan.recipe.item.check_data(plan.config, log)
 
 
 def _start_tracking(record: RunRecord, plan: Plan) -> Any:

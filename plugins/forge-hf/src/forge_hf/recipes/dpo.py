@@ -2,12 +2,14 @@
 
     forge run --recipe dpo --model smollm2-135m-instruct --data prefs.jsonl --set beta=0.1 --set max_steps=50
 
-Data: ``prompt``, ``chosen``, ``rejected``, each a string or a list of chat messages. With LoRA the reference
+Data: ``prompt``, ``chosen``, ``rejected``, each a string or a list of chat messages, or ``chosen``/``rejected`` as
+full conversations sharing a prompt (chat-pair; docs/data.md). With LoRA the reference
 model is the base with adapters disabled (no second copy in memory).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
@@ -31,21 +33,22 @@ class DPORecipeConfig(TrainingFields, LoraFields):
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
     max_length: int = Field(1024, ge=8)
     learning_rate: float = Field(5e-5, gt=0)
+    format: training_data.PreferenceFormat = Field(
+        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
+        "full conversations sharing a prompt; auto: detected (docs/data.md)")
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = training_data.read_rows(config.data)
-    training_data.validate(rows, training_data.check_fields("prompt", "chosen", "rejected"))
-    records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.records]
-    for record, where in zip(records, rows.where, strict=True):
-        if isinstance(record["prompt"], list) != isinstance(record["chosen"], list):
-            from forge.errors import DataError
-
-            raise DataError(f"{where}: 'prompt' and 'chosen' must both be strings or both be message lists")
-    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
-    ctx.log(f"data: {len(rows)} preference pairs from {rows.source}; train {len(train)}, eval {len(held)}")
-    ctx.record(dataset={"format": "preference", "train_records": len(train), "eval_records": len(held)})
+    loaded = training_data.load(config.data, "preference", config.format)
+    train, held = training_data.split_holdout(loaded.records, config.eval_split, config.seed)
+    ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
+    ctx.record(dataset={"format": loaded.format, "train_records": len(train), "eval_records": len(held)})
     return train, held
+
+
+def check_data(config: DPORecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
+    training_data.check_source(config.data, "preference", config.format, log)
 
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:

@@ -2,12 +2,15 @@
 
     forge run --recipe sft --model smollm2-135m-instruct --data train.jsonl --set max_steps=100
 
-Data: chat ``messages`` (the loss falls on the last assistant turn), ``prompt``/``completion`` (loss on the
-completion), or plain ``text``. The tokenizer's chat template formats chat data.
+Data (docs/data.md): chat ``messages`` (OpenAI style, tool calls included), ShareGPT ``conversations``, Alpaca
+``instruction``/``input``/``output``, ``input``/``output``, ``prompt``/``completion`` or plain ``text``, detected
+per file (``format`` overrides). Chat-like formats train on the last assistant turn; the tokenizer's chat template
+formats them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +38,9 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     """Config of ``sft`` (and, with other defaults, ``qlora``). Defaults: packaged SmolLM2 and example chat data."""
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
-    data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
+    data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name")
+    format: training_data.SftFormat = Field(
+        "auto", description="data format; auto: detected from the first record's fields (docs/data.md)")
 
     max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
     packing: bool | Literal["auto"] = Field(
@@ -49,15 +54,17 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
 
 def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
-    rows = training_data.read_rows(config.data)
-    kind = training_data.detect_sft_format(rows)
-    training_data.validate(rows, training_data.check_sft(kind))
-    records = [training_data.to_prompt_completion(r) if kind == "messages" else r for r in rows.records]
-    columns = ("prompt", "completion") if kind != "text" else ("text",)
-    records = [{c: r[c] for c in columns} for r in records]
+    loaded = training_data.load(config.data, "sft", config.format)
+    kind = loaded.format
+    records = [training_data.to_prompt_completion(r) if "messages" in r else r for r in loaded.records]
     train, held = training_data.split_holdout(records, config.eval_split, config.seed)
-    ctx.log(f"data: {len(rows)} records ({kind}) from {rows.source}; train {len(train)}, eval {len(held)}")
+    ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
     return train, held, kind
+
+
+def check_data(config: SFTRecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
+    training_data.check_source(config.data, "sft", config.format, log)
 
 
 def resolve_packing(config: SFTRecipeConfig) -> bool:
