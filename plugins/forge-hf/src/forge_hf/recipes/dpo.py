@@ -36,19 +36,29 @@ class DPORecipeConfig(TrainingFields, LoraFields):
     format: training_data.PreferenceFormat = Field(
         "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
         "full conversations sharing a prompt; auto: detected (docs/data.md)")
+    pii: training_data.PiiPolicy = Field(
+        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
+        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    loaded = training_data.load(config.data, "preference", config.format)
+    loaded = training_data.load(config.data, "preference", config.format, pii=config.pii)
+    pii_facts: dict[str, Any] = {"policy": config.pii, "found": loaded.pii}
+    if config.pii == "redact" and loaded.pii:
+        pii_facts["redacted"] = training_data.write_redacted(loaded, ctx.run_dir / "data")
+    ctx.record(pii=pii_facts)
     train, held = training_data.split_holdout(loaded.records, config.eval_split, config.seed)
     ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
+    pii_line = loaded.pii_line(config.pii)
+    if pii_line:
+        ctx.log(pii_line)
     ctx.record(dataset={"format": loaded.format, "train_records": len(train), "eval_records": len(held)})
     return train, held
 
 
 def check_data(config: DPORecipeConfig, log: Callable[[str], None]) -> None:
     """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
-    training_data.check_source(config.data, "preference", config.format, log)
+    training_data.check_source(config.data, "preference", config.format, log, pii=config.pii)
 
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:

@@ -41,6 +41,9 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name")
     format: training_data.SftFormat = Field(
         "auto", description="data format; auto: detected from the first record's fields (docs/data.md)")
+    pii: training_data.PiiPolicy = Field(
+        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
+        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
 
     max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
     packing: bool | Literal["auto"] = Field(
@@ -54,17 +57,24 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
 
 def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
-    loaded = training_data.load(config.data, "sft", config.format)
+    loaded = training_data.load(config.data, "sft", config.format, pii=config.pii)
+    pii_facts: dict[str, Any] = {"policy": config.pii, "found": loaded.pii}
+    if config.pii == "redact" and loaded.pii:
+        pii_facts["redacted"] = training_data.write_redacted(loaded, ctx.run_dir / "data")
+    ctx.record(pii=pii_facts)
     kind = loaded.format
     records = [training_data.to_prompt_completion(r) if "messages" in r else r for r in loaded.records]
     train, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
+    pii_line = loaded.pii_line(config.pii)
+    if pii_line:
+        ctx.log(pii_line)
     return train, held, kind
 
 
 def check_data(config: SFTRecipeConfig, log: Callable[[str], None]) -> None:
     """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
-    training_data.check_source(config.data, "sft", config.format, log)
+    training_data.check_source(config.data, "sft", config.format, log, pii=config.pii)
 
 
 def resolve_packing(config: SFTRecipeConfig) -> bool:
