@@ -69,7 +69,11 @@ def test_cli_reference_matches_the_commands():
     text = (DOCS / "cli.md").read_text()
     _register_builtin_commands()
     group = typer.main.get_command(app)
+    commands = {}
     for name, command in group.commands.items():
+        subcommands = getattr(command, "commands", None)  # a command group: `forge data inspect`...
+        commands.update({f"{name} {sub}": c for sub, c in subcommands.items()} if subcommands else {name: command})
+    for name, command in commands.items():
         real = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]
                 if opt.startswith("--") and opt != "--help"}
         section = _section(text, name)
