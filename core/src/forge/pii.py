@@ -39,8 +39,12 @@ _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:
 _SSN = re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])")
 # phones: international (+CC ...) or North American (NXX) NXX-XXXX with separators; bare digit runs are not phones
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,4}"
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,8}){1,4}"
     r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])")
+_WINDOW = re.compile(r"[+(]?\d[\d .()\-]{6,}\d")
+_SECRET_HINTS = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "PRIVATE KEY", "Bearer", "gh", "AIza", "xox", "sk-", "hf_")
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
+_DIGITS = re.compile(r"\d\d")
 _SECRETS = [
     re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),  # AWS access key id
     re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),  # PEM private key block
@@ -51,6 +55,9 @@ _SECRETS = [
     re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}\b"),  # OpenAI-style secret key
     re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),  # Hugging Face token
 ]
+
+
+_NUMERIC = {"card": _CARD, "ssn": _SSN, "ipv4": _IPV4, "phone": _PHONE}
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,16 @@ def _card_ok(raw: str) -> bool:
     return luhn_ok(digits)
 
 
+def _card_start(raw: str) -> int | None:
+    """Where a valid card number starts in a digit run (a price or count before it may have been swept in)."""
+    for m in re.finditer(r"(?:^|(?<=[ -]))\d", raw):
+        if len(raw) - m.start() < 13:
+            break
+        if _card_ok(raw[m.start():]):
+            return m.start()
+    return None
+
+
 def iban_ok(raw: str) -> bool:
     iban = raw.replace(" ", "").upper()
     if IBAN_LENGTHS.get(iban[:2]) != len(iban):
@@ -139,6 +156,9 @@ def _phone_ok(raw: str) -> bool:
     return 9 <= len(digits) <= 15 and len(set(digits)) > 2
 
 
+_VALID = {"ssn": lambda m: _ssn_ok(m), "ipv4": lambda m: _ipv4_ok(m.group()), "phone": lambda m: _phone_ok(m.group())}
+
+
 def find(text: str, kinds: tuple[str, ...] = KINDS) -> list[Finding]:
     """Every finding in ``text``, ordered by position; overlapping candidates keep the first, longest one."""
     found: list[Finding] = []
@@ -146,37 +166,37 @@ def find(text: str, kinds: tuple[str, ...] = KINDS) -> list[Finding]:
     def add(kind: str, start: int, end: int) -> None:
         found.append(Finding(kind, start, end, text[start:end]))
 
-    if "secret" in kinds:
+    if "secret" in kinds and any(hint in text for hint in _SECRET_HINTS):
         for pattern in _SECRETS:
             for m in pattern.finditer(text):
                 add("secret", m.start(), m.end())
     if "email" in kinds and "@" in text:
         for m in _EMAIL.finditer(text):
             add("email", m.start(), m.end())
-    if "iban" in kinds:
+    if not _DIGITS.search(text):  # every other kind has two digits in a row
+        kinds = tuple(k for k in kinds if k == "email")
+    if "iban" in kinds and _IBAN_HINT.search(text):
         for m in _IBAN.finditer(text):
             if iban_ok(m.group()):
                 add("iban", m.start(), m.end())
-    if "card" in kinds:
-        for m in _CARD.finditer(text):
-            if _card_ok(m.group()):
-                add("card", m.start(), m.end())
-    if "ssn" in kinds:
-        for m in _SSN.finditer(text):
-            if _ssn_ok(m):
-                add("ssn", m.start(), m.end())
     if "ipv6" in kinds and ":" in text:
         for m in _IPV6.finditer(text):
             if _ipv6_ok(m.group()):
                 add("ipv6", m.start(), m.end())
-    if "ipv4" in kinds:
-        for m in _IPV4.finditer(text):
-            if _ipv4_ok(m.group()):
-                add("ipv4", m.start(), m.end())
-    if "phone" in kinds:
-        for m in _PHONE.finditer(text):
-            if _phone_ok(m.group()):
-                add("phone", m.start(), m.end())
+    numeric = [k for k in ("card", "ssn", "ipv4", "phone") if k in kinds]
+    if numeric:
+        # one cheap pass finds runs of digits and separators; the kinds' own patterns run only inside them
+        for window in _WINDOW.finditer(text):
+            lo, hi = max(0, window.start() - 1), min(len(text), window.end() + 1)
+            part = text[lo:hi]
+            for kind in numeric:
+                for m in _NUMERIC[kind].finditer(part):
+                    if kind == "card":
+                        start = _card_start(m.group())
+                        if start is not None:
+                            add("card", lo + m.start() + start, lo + m.end())
+                    elif _VALID[kind](m):
+                        add(kind, lo + m.start(), lo + m.end())
     kept: list[Finding] = []
     for finding in sorted(found, key=lambda f: (f.start, -(f.end - f.start))):
         if kept and finding.start < kept[-1].end:
