@@ -227,3 +227,51 @@ def test_chat_pair_trains_with_dpo(forge_cli, tiny_lm):
     result = forge_cli("run", "--recipe", "dpo", "--model", tiny_lm, "--data", "p.jsonl", "--set", "max_steps=1",
                        "--set", "eval_split=0", "-o", "r", "--no-tracking", check=True)
     assert "format chat-pair" in result.stderr
+
+
+def test_pii_block_fails_at_dry_run_and_run(forge_cli, tiny_lm):
+    write_jsonl(forge_cli.cwd / "d.jsonl", [SFT_RECORDS["alpaca"], {"instruction": "mail me", "output": "a@b.io"}])
+    for extra in (["--dry-run"], ["--no-tracking", "-o", "r"]):
+        result = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", "d.jsonl", "--set", "pii=block",
+                           *extra)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"forge: error: {forge_cli.cwd / 'd.jsonl'}:2: messages[1].content: email a@b.io (pii: block)")
+
+
+def test_redact_tracks_datasets_and_lineage(forge_cli, tiny_lm):
+    records = [SFT_RECORDS["alpaca"]] * 3 + [{"instruction": "card?", "output": "4111 1111 1111 1111"}]
+    write_jsonl(forge_cli.cwd / "d.jsonl", records)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{forge_cli.cwd / 'mlflow.db'}"}
+    result = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", "d.jsonl", "--set", "max_steps=1",
+                       "--set", "eval_split=0", "--set", "pii=redact", "-o", "r", env=env, check=True)
+    assert "data: PII redacted before training: 1 card" in result.stderr
+    manifest = json.loads((forge_cli.cwd / "r" / "forge.json").read_text())
+    redacted = manifest["pii"]["redacted"]
+    assert manifest["pii"]["found"] == {"card": 1} and redacted["records"] == 4
+    assert "[CARD]" in Path(redacted["path"]).read_text() and "4111" not in Path(redacted["path"]).read_text()
+    assert redacted["parent"]["sha256"] == manifest["data"][0]["sha256"]
+
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    run = mlflow.get_run(manifest["mlflow"]["run_id"])
+    inputs = {}
+    for dataset_input in run.inputs.dataset_inputs:
+        tags = {t.key: t.value for t in dataset_input.tags}
+        inputs[tags["mlflow.data.context"]] = (dataset_input.dataset, tags)
+    assert set(inputs) == {"source", "training"}
+    source, tags = inputs["source"]
+    assert source.digest == manifest["data"][0]["sha256"][:32] and tags["forge.format"] == "alpaca"
+    assert tags["forge.records"] == "4" and tags["forge.pii"] == "redact: 1 card"
+    assert json.loads(source.schema)["mlflow_colspec"][0]["name"] == "instruction"
+    assert inputs["training"][1]["forge.parent_sha256"] == manifest["data"][0]["sha256"]
+
+    lineage = forge_cli("data", "lineage", "r", check=True).stdout
+    assert f"artifact {(forge_cli.cwd / 'r' / 'artifact').resolve()} (causal-lm-adapter)" in lineage
+    assert "← run" in lineage and "(forge-hf:sft, completed; mlflow run" in lineage
+    assert "format alpaca; 4 records; PII 1 card (pii: redact)" in lineage
+    assert "trained on the redacted copy" in lineage
+    info = json.loads(forge_cli("data", "lineage", "r/artifact", "--json", check=True).stdout)
+    assert info["datasets"][0]["sha256"] == manifest["data"][0]["sha256"]
+    assert info["run"]["path"] == str((forge_cli.cwd / "r").resolve())

@@ -167,3 +167,112 @@ def scan(
     if hit:
         print(f"forge: PII found: {', '.join(f'{counts[k]:,} {k}' for k in hit)} (--fail-on)", file=sys.stderr)
         raise typer.Exit(3)
+
+
+def lineage_of(ref: str) -> dict[str, Any]:
+    """model ← run ← datasets ← parents, from the manifests (forge.json) of the artifact, its run and any export."""
+    from pathlib import Path
+
+    from forge.artifacts import read_manifest
+    from forge.errors import ForgeError
+    from forge.references import producing_run, resolve_reference
+
+    reference = resolve_reference(ref)
+    artifact_dir = Path(reference.artifact.path)
+    manifest = read_manifest(artifact_dir)
+    out: dict[str, Any] = {"reference": ref, "artifact": {"path": str(artifact_dir), "kind": manifest.get("kind")}}
+    if reference.registry is not None:
+        r = reference.registry
+        out["registry"] = {"name": r.name, "version": r.version, "alias": r.alias}
+    chain = []  # an export's parents, up to the trained artifact
+    current, current_manifest = artifact_dir, manifest
+    for _ in range(8):
+        parent = current_manifest.get("parent")
+        path = parent.get("path") if isinstance(parent, dict) else None
+        if not path:
+            break
+        current = Path(path)
+        try:
+            current_manifest = read_manifest(current)
+        except ForgeError:
+            chain.append({"path": str(current), "kind": None, "missing": True})
+            break
+        chain.append({"path": str(current), "kind": current_manifest.get("kind")})
+    out["parents"] = chain
+    run_dir = reference.run_dir or producing_run(artifact_dir, manifest)
+    run: dict[str, Any] = {}
+    if run_dir is not None:
+        run = read_manifest(run_dir)
+        out["run"] = {"path": str(run_dir), "recipe": run.get("recipe"), "status": run.get("status"),
+                      "mlflow_run_id": (run.get("mlflow") or {}).get("run_id")}
+    facts = run or current_manifest  # an artifact copied out of its run (a registry download) keeps its data list
+    found = run.get("dataset") or {}
+    pii = run.get("pii") or {}
+    datasets = []
+    for entry in facts.get("data") or []:
+        item: dict[str, Any] = {"field": entry.get("field"), "source": entry.get("path") or entry.get("hub"),
+                                "sha256": entry.get("sha256")}
+        if entry.get("field") == "data":
+            if found.get("format"):
+                item["format"] = found["format"]
+            records = sum(int(found.get(k) or 0) for k in ("train_records", "eval_records"))
+            if records:
+                item["records"] = records
+            if pii:
+                item["pii"] = {"policy": pii.get("policy"), "found": pii.get("found") or {}}
+                if pii.get("redacted"):
+                    item["trained_on"] = pii["redacted"]
+        datasets.append(item)
+    out["datasets"] = datasets
+    return out
+
+
+@app.command("lineage")
+def lineage(
+    ref: str = typer.Argument(..., help="A run directory, an artifact or export directory, or models:/NAME/VERSION "
+                                        "or models:/NAME@ALIAS."),
+    as_json: bool = typer.Option(False, "--json", help="Print the lineage as one JSON object."),
+) -> None:
+    """Where a model came from: model ← run ← datasets (sha256, format, records, PII) ← parents (a redacted copy's
+    source, the artifact an export was made from). Example: forge data lineage models:/support-bot@champion
+    """
+    info = lineage_of(ref)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    artifact = info["artifact"]
+    registry = info.get("registry")
+    if registry:
+        alias = f" @{registry['alias']}" if registry.get("alias") else ""
+        print(f"model {registry['name']} v{registry['version']}{alias}")
+    print(f"{'  ← ' if registry else ''}artifact {artifact['path']} ({artifact['kind']})")
+    indent = "  " if registry else ""
+    for parent in info["parents"]:
+        indent += "  "
+        gone = " (gone)" if parent.get("missing") else ""
+        print(f"{indent}← exported from {parent['path']} ({parent['kind']}){gone}")
+    indent += "  "
+    run = info.get("run")
+    if run:
+        mlflow = f"; mlflow run {run['mlflow_run_id']}" if run.get("mlflow_run_id") else ""
+        print(f"{indent}← run {run['path']} ({run['recipe']}, {run['status']}{mlflow})")
+        indent += "  "
+    else:
+        print(f"{indent}← run: not found (the data below is what the artifact's manifest records)")
+        indent += "  "
+    if not info["datasets"]:
+        print(f"{indent}← data: none recorded")
+    for d in info["datasets"]:
+        details = [f"sha256 {d['sha256'][:12]}" if d.get("sha256") else "Hub dataset"]
+        if d.get("format"):
+            details.append(f"format {d['format']}")
+        if d.get("records"):
+            details.append(f"{d['records']:,} records")
+        if d.get("pii"):
+            found = ", ".join(f"{n} {k}" for k, n in sorted(d["pii"]["found"].items())) or "none found"
+            details.append(f"PII {found} (pii: {d['pii']['policy']})")
+        print(f"{indent}← {d['field']} {d['source']} ({'; '.join(details)})")
+        trained = d.get("trained_on")
+        if trained:
+            print(f"{indent}  trained on the redacted copy {trained['path']} (sha256 {trained['sha256'][:12]}, "
+                  f"{trained['records']:,} records) ← parent {trained['parent'].get('source')}")
