@@ -275,3 +275,52 @@ def test_redact_tracks_datasets_and_lineage(forge_cli, tiny_lm):
     info = json.loads(forge_cli("data", "lineage", "r/artifact", "--json", check=True).stdout)
     assert info["datasets"][0]["sha256"] == manifest["data"][0]["sha256"]
     assert info["run"]["path"] == str((forge_cli.cwd / "r").resolve())
+
+
+def test_mixture_weights_samples_and_shapes(tmp_path):
+    from forge.config import DataSpec
+
+    a = write_jsonl(tmp_path / "a.jsonl", [SFT_RECORDS["alpaca"]] * 6)
+    s = write_jsonl(tmp_path / "s.jsonl", [SFT_RECORDS["sharegpt"]] * 2)
+    t = write_jsonl(tmp_path / "t.jsonl", [SFT_RECORDS["text"]] * 3)
+    specs = [DataSpec(path=str(a), weight=1), DataSpec(path=str(s), weight=3), DataSpec(path=str(s), samples=5)]
+    mixture = td.load_mixture(specs, "sft", seed=1)
+    assert [(x["format"], x["records"], x["used"]) for x in mixture.sources] == [
+        ("alpaca", 6, 2), ("sharegpt", 2, 6), ("sharegpt", 2, 5)]
+    assert len(mixture.records) == 13 and mixture.format == "mixed"
+    assert mixture.sources[0]["sha256"] == td.file_sha256(a)
+    assert td.load_mixture(specs, "sft", seed=1).records == mixture.records  # seeded
+    assert mixture.table()[0] == "data: mixture of 3 sources"
+    with pytest.raises(DataError, match="cannot be mixed"):
+        td.load_mixture([DataSpec(path=str(a)), DataSpec(path=str(t))], "sft")
+    with pytest.raises(DataError, match="cannot be mixed"):  # the same at --dry-run, where nothing is kept
+        td.check_mixture([DataSpec(path=str(a)), DataSpec(path=str(t))], "sft", "auto", lambda line: None)
+
+
+def test_mixture_config_errors(forge_cli):
+    write_jsonl(forge_cli.cwd / "a.jsonl", [SFT_RECORDS["alpaca"]])
+    (forge_cli.cwd / "c.yaml").write_text("recipe: sft\ndata:\n  - {path: a.jsonl, weight: 0}\n"
+                                          "  - {path: a.jsonl, weight: 0}\n")
+    result = forge_cli("run", "-c", "c.yaml", "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "forge: error: c.yaml:2: data: the weights of the data sources sum to zero"
+    (forge_cli.cwd / "c.yaml").write_text("recipe: sft\ndata:\n  - {path: a.jsonl, weight: -1}\n"
+                                          "  - {path: b.jsonl, samples: 2}\n")
+    result = forge_cli("run", "-c", "c.yaml", "--dry-run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data.0: Input should be greater than or equal to 0 (got -1)" in result.stderr
+    assert f"file not found: {forge_cli.cwd / 'b.jsonl'}" in result.stderr
+
+
+def test_mixture_trains_with_eval_data(forge_cli, tiny_lm):
+    write_jsonl(forge_cli.cwd / "a.jsonl", [SFT_RECORDS["alpaca"]] * 4)
+    write_jsonl(forge_cli.cwd / "s.jsonl", [SFT_RECORDS["sharegpt"]] * 2)
+    write_jsonl(forge_cli.cwd / "e.jsonl", [SFT_RECORDS["chat"]] * 2)
+    (forge_cli.cwd / "c.yaml").write_text(f"recipe: sft\nmodel: {tiny_lm}\nmax_steps: 1\neval_data: e.jsonl\n"
+                                          "data:\n  - {path: a.jsonl, weight: 1}\n  - {path: s.jsonl, samples: 4}\n")
+    result = forge_cli("run", "-c", "c.yaml", "-o", "r", "--no-tracking", check=True)
+    assert "data: mixture of 2 sources" in result.stderr
+    assert "data: 8 records, format mixed; train 8, eval 2" in result.stderr
+    manifest = json.loads((forge_cli.cwd / "r" / "forge.json").read_text())
+    assert [(s["role"], s["used"]) for s in manifest["data_sources"]] == [("train", 4), ("train", 4), ("eval", 2)]
+    assert [d["field"] for d in manifest["data"]] == ["data", "data", "eval_data"]

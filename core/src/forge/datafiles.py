@@ -76,13 +76,13 @@ def local_file(source: str) -> Path | None:
     return path
 
 
-def iter_source(source: str) -> Iterator[tuple[dict[str, Any], str]]:
+def iter_source(source: str, split: str = "train", subset: str | None = None) -> Iterator[tuple[dict[str, Any], str]]:
     """Records and their ``file:line`` (or ``file: row N``) one at a time: bounded memory for line- and
     batch-oriented formats (JSONL, CSV, Parquet, Arrow). Raises DataError for an unreadable source or one with no
     records."""
     path = local_file(source)
     if path is None:
-        rows: Iterator[tuple[dict[str, Any], str]] = _read_hub(source)
+        rows: Iterator[tuple[dict[str, Any], str]] = _read_hub(source, split, subset)
     else:
         suffix = path.suffix.lower()
         readers: dict[str, Callable[[Path], Iterator[tuple[dict[str, Any], str]]]] = {
@@ -188,11 +188,11 @@ def _read_arrow(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
     return _batches(path, "Arrow", batches)
 
 
-def _read_hub(name: str) -> Iterator[tuple[dict[str, Any], str]]:
+def _read_hub(name: str, split: str = "train", subset: str | None = None) -> Iterator[tuple[dict[str, Any], str]]:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(name, split="train")
+        dataset = datasets.load_dataset(name, subset, split=split)
     except Exception as exc:  # offline, unknown name, gated...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"data {name}: not a local file, and the Hub dataset could not be loaded ({first})") from None
@@ -448,6 +448,7 @@ class Loaded:
     format: str
     count: int
     pii: dict[str, int] = field(default_factory=dict)  # findings by kind (pii policy other than ignore)
+    first: dict[str, Any] | None = None  # the first normalized record (kept even with keep=False)
 
     def pii_line(self, policy: str) -> str | None:
         """The run log's PII line (None when nothing was found or the policy is ignore)."""
@@ -473,7 +474,8 @@ def display_name(source: str) -> str:
 
 
 def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
-         progress: Callable[[int], None] | None = None, pii: str = "ignore") -> Loaded:
+         progress: Callable[[int], None] | None = None, pii: str = "ignore", split: str = "train",
+         subset: str | None = None) -> Loaded:
     """Read, detect (``fmt: auto``, from the first record), check and normalize every record of ``source``.
 
     The same code path serves the run and ``--dry-run`` (``keep=False``: records are checked and counted, not
@@ -486,9 +488,10 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
     where: list[str] = []
     problems: list[str] = []
     found: dict[str, int] = {}
+    first: dict[str, Any] | None = None
     count = 0
     chosen = None if fmt == "auto" else fmt
-    for record, place in iter_source(source):
+    for record, place in iter_source(source, split, subset):
         if chosen is None:
             chosen = detect_format(record, task)
             if chosen is None:
@@ -511,6 +514,8 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
                 break
             if findings and pii == "redact":
                 normalized = scanner.redact_record(normalized)
+        if first is None:
+            first = normalized
         if keep:
             records.append(normalized)
             where.append(place)
@@ -519,7 +524,7 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
     if problems:
         raise DataError(problems[0], problems)
     assert chosen is not None  # iter_source raises on a source without records
-    return Loaded(records, where, source, chosen, count, found)
+    return Loaded(records, where, source, chosen, count, found, first)
 
 
 def check_source(source: str, task: str, fmt: str, log: Callable[[str], None], pii: str = "ignore") -> Loaded:
@@ -544,24 +549,22 @@ def check_source(source: str, task: str, fmt: str, log: Callable[[str], None], p
     return loaded
 
 
-def write_redacted(loaded: Loaded, directory: Path) -> dict[str, Any]:
+def write_redacted(records: list[dict[str, Any]], sources: list[dict[str, Any]], directory: Path) -> dict[str, Any]:
     """Write the (redacted) records a run trains on as ``DIRECTORY/redacted.jsonl``; return what the manifest
-    records about it: path, sha256, records, and its parent (the source and the source's sha256)."""
+    records about it: path, sha256, records, and its parent (the source and its sha256; for a mixture, each)."""
     import hashlib
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "redacted.jsonl"
     digest = hashlib.sha256()
     with path.open("w", encoding="utf-8") as handle:
-        for record in loaded.records:
+        for record in records:
             line = json.dumps(record, ensure_ascii=False) + "\n"
             digest.update(line.encode("utf-8"))
             handle.write(line)
-    parent: dict[str, Any] = {"source": loaded.source}
-    local = Path(loaded.source)
-    if local.is_file():
-        parent["sha256"] = file_sha256(local)
-    return {"path": str(path), "sha256": digest.hexdigest(), "records": len(loaded.records), "parent": parent}
+    parents = [{k: s[k] for k in ("source", "sha256") if k in s} for s in sources]
+    parent = parents[0] if len(parents) == 1 else {"source": f"mixture of {len(parents)} sources", "sources": parents}
+    return {"path": str(path), "sha256": digest.hexdigest(), "records": len(records), "parent": parent}
 
 
 def file_sha256(path: Path) -> str:
@@ -626,3 +629,120 @@ def split_holdout(records: list[Any], fraction: float, seed: int) -> tuple[list[
     size = min(len(records) - 1, max(1, round(len(records) * fraction)))
     held = set(order[:size])
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
+
+
+# -- mixtures ------------------------------------------------------------------------------------------------------
+@dataclass
+class Mixture:
+    """The records a run trains on, drawn from one source or several (``data:`` as a list), and per source what
+    was read and used (the manifest's ``data_sources``)."""
+
+    records: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
+    loaded: list[Loaded]
+
+    @property
+    def format(self) -> str:
+        formats = {s["format"] for s in self.sources}
+        return formats.pop() if len(formats) == 1 else "mixed"
+
+    def table(self) -> list[str]:
+        """The run log's mixture table, one line per source."""
+        width = max(len(s["name"]) for s in self.sources)
+        lines = [f"data: mixture of {len(self.sources)} sources"]
+        lines.append(f"  {'source':<{width}}  {'format':<17} {'records':>9} {'used':>9}  share")
+        total = sum(s["used"] for s in self.sources) or 1
+        for s in self.sources:
+            lines.append(f"  {s['name']:<{width}}  {s['format']:<17} {s['records']:>9,} {s['used']:>9,}  "
+                         f"{100 * s['used'] / total:.0f}%")
+        return lines
+
+
+def _specs(data: Any, fmt: str) -> list[dict[str, Any]]:
+    if isinstance(data, (str, Path)):
+        return [{"path": str(data), "split": "train", "subset": None, "weight": None, "samples": None, "format": fmt}]
+    specs = [item.model_dump() if hasattr(item, "model_dump") else dict(item) for item in data]
+    for spec in specs:
+        spec["path"] = str(spec["path"])
+        if spec.get("format", "auto") == "auto":
+            spec["format"] = fmt
+    return specs
+
+
+def _take(records: list[Any], n: int, rng: Any) -> list[Any]:
+    """``n`` records: a random subset when ``n`` is at most their number, else whole shuffled passes and a rest."""
+    out: list[Any] = []
+    while n - len(out) >= len(records):
+        out.extend(rng.sample(records, len(records)))
+    return out + rng.sample(records, n - len(out))
+
+
+def load_mixture(data: Any, task: str, fmt: str = "auto", pii: str = "ignore", seed: int = 0, keep: bool = True,
+                 progress: Callable[[int], None] | None = None) -> Mixture:
+    """One source (a path or Hub name) or a list of :class:`forge.config.DataSpec`: every source read and checked
+    (:func:`load`), then ``samples: N`` takes N records of its source, ``weight`` shares the weighted sources'
+    total records in proportion, and a source with neither is used whole. Sampling is seeded."""
+    import random
+
+    specs = _specs(data, fmt)
+    loaded = [load(s["path"], task, s["format"], keep=keep, progress=progress, pii=pii, split=s.get("split") or "train",
+                   subset=s.get("subset")) for s in specs]
+    weighted = [i for i, s in enumerate(specs) if s.get("weight") is not None]
+    total_weight = sum(specs[i]["weight"] for i in weighted)
+    pool = sum(loaded[i].count for i in weighted)
+    rng = random.Random(seed)
+    records: list[dict[str, Any]] = []
+    sources = []
+    for spec, source in zip(specs, loaded, strict=True):
+        if spec.get("samples"):
+            used = int(spec["samples"])
+        elif spec.get("weight") is not None:
+            used = round(pool * spec["weight"] / total_weight)
+        else:
+            used = source.count
+        if keep:
+            records.extend(_take(source.records, used, rng) if used != source.count else source.records)
+        local = Path(spec["path"])
+        entry: dict[str, Any] = {"source": spec["path"], "name": display_name(spec["path"]), "format": source.format,
+                                 "records": source.count, "used": used}
+        if local.is_file():
+            entry["sha256"] = file_sha256(local)
+        else:
+            entry.update(split=spec.get("split") or "train", subset=spec.get("subset"))
+        if spec.get("weight") is not None:
+            entry["weight"] = spec["weight"]
+        if source.pii:
+            entry["pii"] = source.pii
+        sources.append(entry)
+    if task == "sft" and len(specs) > 1:
+        kinds = {_shape(s.first) for s in loaded if s.first is not None}
+        if len(kinds) > 1:
+            names = ", ".join(f"{s['name']} ({s['format']})" for s in sources)
+            raise DataError(f"data: these sources cannot be mixed in one run ({names}): chat-like, prompt/completion "
+                            "strings and plain text train differently; convert them to one kind")
+    return Mixture(records, sources, loaded)
+
+
+def _shape(record: dict[str, Any]) -> str:
+    if "text" in record:
+        return "text"
+    if "messages" in record or isinstance(record.get("prompt"), list):
+        return "conversational"
+    return "strings"
+
+
+def check_mixture(data: Any, task: str, fmt: str, log: Callable[[str], None], pii: str = "ignore",
+                  seed: int = 0) -> Mixture:
+    """``--dry-run`` for one source or a mixture: :func:`check_source`'s lines, and the mixture table."""
+    if isinstance(data, (str, Path)):
+        loaded = check_source(str(data), task, fmt, log, pii=pii)
+        return Mixture([], [{"source": str(data), "name": display_name(str(data)), "format": loaded.format,
+                             "records": loaded.count, "used": loaded.count}], [loaded])
+    mixture = load_mixture(data, task, fmt, pii=pii, seed=seed, keep=False)
+    for line in mixture.table():
+        log(line)
+    for source in mixture.loaded:
+        line = source.pii_line(pii)
+        if line:
+            log(line)
+    return mixture

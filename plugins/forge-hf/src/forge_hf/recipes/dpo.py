@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
+from forge.config import DataSources
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -29,6 +30,10 @@ from forge_hf.recipes.common import (
 
 
 class DPORecipeConfig(TrainingFields, LoraFields):
+    data: DataSources = Field(description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a "
+                                          "list of {path, split, subset, weight | samples, format} (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
+                                                            "replaces the eval_split hold-out")
     beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
     max_length: int = Field(1024, ge=8)
@@ -42,23 +47,14 @@ class DPORecipeConfig(TrainingFields, LoraFields):
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    loaded = training_data.load(config.data, "preference", config.format, pii=config.pii)
-    pii_facts: dict[str, Any] = {"policy": config.pii, "found": loaded.pii}
-    if config.pii == "redact" and loaded.pii:
-        pii_facts["redacted"] = training_data.write_redacted(loaded, ctx.run_dir / "data")
-    ctx.record(pii=pii_facts)
-    train, held = training_data.split_holdout(loaded.records, config.eval_split, config.seed)
-    ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
-    pii_line = loaded.pii_line(config.pii)
-    if pii_line:
-        ctx.log(pii_line)
-    ctx.record(dataset={"format": loaded.format, "train_records": len(train), "eval_records": len(held)})
+    train, held, kind = training_data.prepare_records(ctx, config, "preference")
+    ctx.record(dataset={"format": kind, "train_records": len(train), "eval_records": len(held)})
     return train, held
 
 
 def check_data(config: DPORecipeConfig, log: Callable[[str], None]) -> None:
     """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
-    training_data.check_source(config.data, "preference", config.format, log, pii=config.pii)
+    training_data.check_records(config, "preference", log)
 
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:

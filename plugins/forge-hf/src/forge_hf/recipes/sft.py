@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataSource
+from forge.config import DataSources
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -38,7 +38,10 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     """Config of ``sft`` (and, with other defaults, ``qlora``). Defaults: packaged SmolLM2 and example chat data."""
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
-    data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name")
+    data: DataSources = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or "
+                              "a mixture: a list of {path, split, subset, weight | samples, format} (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
+                                                            "replaces the eval_split hold-out")
     format: training_data.SftFormat = Field(
         "auto", description="data format; auto: detected from the first record's fields (docs/data.md)")
     pii: training_data.PiiPolicy = Field(
@@ -57,24 +60,15 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
 
 def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
-    loaded = training_data.load(config.data, "sft", config.format, pii=config.pii)
-    pii_facts: dict[str, Any] = {"policy": config.pii, "found": loaded.pii}
-    if config.pii == "redact" and loaded.pii:
-        pii_facts["redacted"] = training_data.write_redacted(loaded, ctx.run_dir / "data")
-    ctx.record(pii=pii_facts)
-    kind = loaded.format
-    records = [training_data.to_prompt_completion(r) if "messages" in r else r for r in loaded.records]
-    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
-    ctx.log(f"data: {loaded.summary()}; train {len(train)}, eval {len(held)}")
-    pii_line = loaded.pii_line(config.pii)
-    if pii_line:
-        ctx.log(pii_line)
+    train, held, kind = training_data.prepare_records(ctx, config, "sft")
+    train = [training_data.to_prompt_completion(r) if "messages" in r else r for r in train]
+    held = [training_data.to_prompt_completion(r) if "messages" in r else r for r in held]
     return train, held, kind
 
 
 def check_data(config: SFTRecipeConfig, log: Callable[[str], None]) -> None:
     """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
-    training_data.check_source(config.data, "sft", config.format, log, pii=config.pii)
+    training_data.check_records(config, "sft", log)
 
 
 def resolve_packing(config: SFTRecipeConfig) -> bool:
@@ -112,7 +106,8 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     ):
         from forge.errors import DataError
 
-        raise DataError(f"{config.data}: chat data needs a tokenizer with a chat template; {config.model} has none")
+        raise DataError(f"{training_data.describe_data(config.data)}: chat data needs a tokenizer with a chat "
+                        f"template; {config.model} has none")
     lengths = token_lengths(tokenizer, train_records + eval_records)
     stats = {"format": kind, "train_records": len(train_records), "eval_records": len(eval_records),
              "tokens": training_data.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
