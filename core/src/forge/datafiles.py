@@ -401,12 +401,15 @@ def normalize(record: dict[str, Any], fmt: str) -> dict[str, Any]:
         return {"messages": chat_messages(_system(record) + messages, "conversations")}
     if fmt == "alpaca":
         instruction, extra = _text(record, "instruction"), _text(record, "input", optional=True)
-        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        return {"messages": [*_system(record), {"role": "user", "content": prompt},
+        request = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        return {"messages": [*_system(record), {"role": "user", "content": request},
                              {"role": "assistant", "content": _text(record, "output")}]}
     if fmt == "input-output":
         return {"messages": [*_system(record), {"role": "user", "content": _text(record, "input")},
                              {"role": "assistant", "content": _text(record, "output")}]}
+    prompt: Any
+    chosen: Any
+    rejected: Any
     if fmt == "prompt-completion":
         prompt = _text_or_chat(record, "prompt", end_with_assistant=False)
         completion = _text_or_chat(record, "completion", end_with_assistant=True)
@@ -742,7 +745,7 @@ def check_mixture(data: Any, task: str, fmt: str, log: Callable[[str], None], pi
     for line in mixture.table():
         log(line)
     for source in mixture.loaded:
-        line = source.pii_line(pii)
-        if line:
-            log(line)
+        pii_line = source.pii_line(pii)
+        if pii_line:
+            log(pii_line)
     return mixture

@@ -116,15 +116,16 @@ class Tracker:
 
         path = Path(source)
         if path.is_file():
-            from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+            from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
             dataset_source: Any = LocalArtifactDatasetSource(str(path.resolve()))
         else:
-            from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+            from mlflow.data.sources import HuggingFaceDatasetSource  # type: ignore[attr-defined]
 
             dataset_source = HuggingFaceDatasetSource(path=source, split="train")
         schema = Schema([ColSpec("string", name) for name in fields]) if fields else None
-        dataset = MetaDataset(dataset_source, name=path.name if path.is_file() else source,
+        dataset = MetaDataset(dataset_source,  # type: ignore[abstract]  # profile is optional at runtime
+                              name=path.name if path.is_file() else source,
                               digest=(sha256 or "")[:32] or None, schema=schema)
         all_tags = {**(tags or {}), **({"forge.sha256": sha256} if sha256 else {})}
         self._mlflow.log_input(dataset, context=context, tags=all_tags)

@@ -108,9 +108,9 @@ def prepare_records(ctx: Any, config: Any, task: str) -> tuple[list[dict[str, An
         ctx.log(f"eval data: {len(held):,} records, format {evaluation.format}")
     found: dict[str, int] = {}
     for source in [*mixture.loaded, *(evaluation.loaded if evaluation else [])]:
-        line = source.pii_line(config.pii)
-        if line:
-            ctx.log(line)
+        pii_line = source.pii_line(config.pii)
+        if pii_line:
+            ctx.log(pii_line)
         for kind, n in source.pii.items():
             found[kind] = found.get(kind, 0) + n
     pii_facts: dict[str, Any] = {"policy": config.pii, "found": found}
