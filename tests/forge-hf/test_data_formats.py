@@ -324,3 +324,11 @@ def test_mixture_trains_with_eval_data(forge_cli, tiny_lm):
     manifest = json.loads((forge_cli.cwd / "r" / "forge.json").read_text())
     assert [(s["role"], s["used"]) for s in manifest["data_sources"]] == [("train", 4), ("train", 4), ("eval", 2)]
     assert [d["field"] for d in manifest["data"]] == ["data", "data", "eval_data"]
+
+
+def test_inspect_counts_tokens_with_a_model(forge_cli, tiny_lm):
+    write_jsonl(forge_cli.cwd / "a.jsonl", [SFT_RECORDS["alpaca"], SFT_RECORDS["alpaca"]])
+    [report] = json.loads(forge_cli("data", "inspect", "a.jsonl", "--model", tiny_lm, "--json", check=True).stdout)
+    assert report["tokens"]["min"] > 0 and report["tokens"]["min"] == report["tokens"]["max"]
+    bad = forge_cli("data", "inspect", "a.jsonl", "--model", "./no/such/model")
+    assert bad.returncode == 2 and bad.stderr.startswith("forge: error: --model ./no/such/model: could not load")
