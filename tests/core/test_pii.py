@@ -52,6 +52,12 @@ def test_clean_text_has_no_findings(text):
     assert pii.find(text) == []
 
 
+def test_neighbouring_numbers_and_words_do_not_hide_a_value():
+    text = "ISBN 978-6-43-107505-3 5563 4746 1658 2206 and NL64 0414 4088 6375 98 ISBN, then 5178-0253-9443-1599 54,709"
+    assert [(f.kind, f.value) for f in pii.find(text)] == [
+        ("card", "5563 4746 1658 2206"), ("iban", "NL64 0414 4088 6375 98"), ("card", "5178-0253-9443-1599")]
+
+
 def test_luhn_and_iban_validators():
     assert pii.luhn_ok("79927398713") and not pii.luhn_ok("79927398710")
     assert pii.iban_ok("NL91ABNA0417164300") and not pii.iban_ok("NL91ABNA0417164301")

@@ -57,7 +57,7 @@ _SECRETS = [
 ]
 
 
-_NUMERIC = {"card": _CARD, "ssn": _SSN, "ipv4": _IPV4, "phone": _PHONE}
+_NUMERIC = {"ssn": _SSN, "ipv4": _IPV4, "phone": _PHONE}
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,41 @@ def _card_ok(raw: str) -> bool:
     return luhn_ok(digits)
 
 
-def _card_start(raw: str) -> int | None:
-    """Where a valid card number starts in a digit run (a price or count before it may have been swept in)."""
-    for m in re.finditer(r"(?:^|(?<=[ -]))\d", raw):
-        if len(raw) - m.start() < 13:
-            break
-        if _card_ok(raw[m.start():]):
-            return m.start()
-    return None
+_CARD_LENGTHS = {n: re.compile(rf"(?:\d[ -]?){{{n - 1}}}\d(?!\d)") for n in range(13, 20)}
+_NUMBER_START = re.compile(r"(?<!\d)\d")
+
+
+def _cards(part: str) -> list[tuple[int, int]]:
+    """Card numbers in a run of digits and separators: from each number's start, the lengths cards have (16
+    first), checked; a price or an ISBN next to a card does not hide it."""
+    found: list[tuple[int, int]] = []
+    after = 0
+    for start in (m.start() for m in _NUMBER_START.finditer(part)):
+        if start < after or (start > 0 and part[start - 1] == "-" and start > 1 and part[start - 2].isdigit()):
+            continue
+        for n in (16, 15, 19, 18, 17, 14, 13):
+            m = _CARD_LENGTHS[n].match(part, start)
+            if m and _card_ok(m.group()):
+                found.append((start, m.end()))
+                after = m.end()
+                break
+    return found
+
+
+def _iban_end(text: str, start: int, end: int) -> int | None:
+    """Where the IBAN starting at ``start`` ends: after as many characters as its country's IBANs have (a word
+    after it may have been swept into the candidate), checked with mod-97."""
+    length = IBAN_LENGTHS.get(text[start:start + 2])
+    if length is None:
+        return None
+    count, pos = 0, start
+    while pos < end and count < length:
+        if text[pos] != " ":
+            count += 1
+        pos += 1
+    if count != length or (pos < len(text) and text[pos].isalnum()) or not iban_ok(text[start:pos]):
+        return None
+    return pos
 
 
 def iban_ok(raw: str) -> bool:
@@ -177,8 +204,9 @@ def find(text: str, kinds: tuple[str, ...] = KINDS) -> list[Finding]:
         kinds = tuple(k for k in kinds if k == "email")
     if "iban" in kinds and _IBAN_HINT.search(text):
         for m in _IBAN.finditer(text):
-            if iban_ok(m.group()):
-                add("iban", m.start(), m.end())
+            end = _iban_end(text, m.start(), m.end())
+            if end is not None:
+                add("iban", m.start(), end)
     if "ipv6" in kinds and ":" in text:
         for m in _IPV6.finditer(text):
             if _ipv6_ok(m.group()):
@@ -190,12 +218,12 @@ def find(text: str, kinds: tuple[str, ...] = KINDS) -> list[Finding]:
             lo, hi = max(0, window.start() - 1), min(len(text), window.end() + 1)
             part = text[lo:hi]
             for kind in numeric:
+                if kind == "card":
+                    for start, end in _cards(part):
+                        add("card", lo + start, lo + end)
+                    continue
                 for m in _NUMERIC[kind].finditer(part):
-                    if kind == "card":
-                        start = _card_start(m.group())
-                        if start is not None:
-                            add("card", lo + m.start() + start, lo + m.end())
-                    elif _VALID[kind](m):
+                    if _VALID[kind](m):
                         add(kind, lo + m.start(), lo + m.end())
     kept: list[Finding] = []
     for finding in sorted(found, key=lambda f: (f.start, -(f.end - f.start))):
