@@ -332,3 +332,20 @@ def test_inspect_counts_tokens_with_a_model(forge_cli, tiny_lm):
     assert report["tokens"]["min"] > 0 and report["tokens"]["min"] == report["tokens"]["max"]
     bad = forge_cli("data", "inspect", "a.jsonl", "--model", "./no/such/model")
     assert bad.returncode == 2 and bad.stderr.startswith("forge: error: --model ./no/such/model: could not load")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_special_files_fail_the_same_at_dry_run_and_run(forge_cli, tiny_lm, kind):
+    path = forge_cli.cwd / "d.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/null")
+    dry = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", path, "--dry-run")
+    real = forge_cli("run", "--recipe", "sft", "--model", tiny_lm, "--data", path, "--no-tracking", "-o", "r",
+                     timeout=60)
+    assert dry.returncode == real.returncode == 2
+    assert dry.stderr.strip().splitlines()[-1] == real.stderr.strip().splitlines()[-1]
+    assert dry.stderr.strip().splitlines()[-1].startswith(f"forge: error: {path}: is a")

@@ -173,6 +173,8 @@ def data_files(config: Any) -> list[dict[str, Any]]:
             path = Path(str(name))
             if path.is_file():
                 found.append({"field": key, "path": str(path), "sha256": sha256_path(path)})
+            elif path.exists() or path.is_symlink():  # a FIFO, a device, a directory: the recipe refuses it
+                found.append({"field": key, "path": str(path), "sha256": None})
             else:
                 found.append({"field": key, "hub": str(name)})
     return found
