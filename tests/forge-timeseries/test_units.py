@@ -161,5 +161,5 @@ def test_series_read_from_arrow_files_like_parquet(tmp_path):
         series = read_series(tmp_path / name, "date", "value", [])
         assert len(series.values) == 12
     (tmp_path / "bad.arrow").write_bytes(b"nope")
-    with pytest.raises(DataError, match="bad.arrow: unreadable Arrow"):
+    with pytest.raises(DataError, match=r"bad\.arrow: unreadable Arrow"):
         read_series(tmp_path / "bad.arrow", "date", "value", [])
