@@ -567,7 +567,7 @@ def write_redacted(records: list[dict[str, Any]], sources: list[dict[str, Any]],
             handle.write(line)
     parents = [{k: s[k] for k in ("source", "sha256") if k in s} for s in sources]
     parent = parents[0] if len(parents) == 1 else {"source": f"mixture of {len(parents)} sources", "sources": parents}
-    return {"path": str(path), "sha256": digest.hexdigest(), "records": len(records), "parent": parent}
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest(), "records": len(records), "parent": parent}
 
 
 def file_sha256(path: Path) -> str:

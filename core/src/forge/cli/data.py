@@ -178,7 +178,7 @@ def lineage_of(ref: str) -> dict[str, Any]:
     from forge.references import producing_run, resolve_reference
 
     reference = resolve_reference(ref)
-    artifact_dir = Path(reference.artifact.path)
+    artifact_dir = Path(reference.artifact.path).resolve()
     manifest = read_manifest(artifact_dir)
     out: dict[str, Any] = {"reference": ref, "artifact": {"path": str(artifact_dir), "kind": manifest.get("kind")}}
     if reference.registry is not None:
@@ -202,6 +202,7 @@ def lineage_of(ref: str) -> dict[str, Any]:
     run_dir = reference.run_dir or producing_run(artifact_dir, manifest)
     run: dict[str, Any] = {}
     if run_dir is not None:
+        run_dir = Path(run_dir).resolve()
         run = read_manifest(run_dir)
         out["run"] = {"path": str(run_dir), "recipe": run.get("recipe"), "status": run.get("status"),
                       "mlflow_run_id": (run.get("mlflow") or {}).get("run_id")}
