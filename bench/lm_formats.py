@@ -1,6 +1,6 @@
 """SmolLM2-135M fine-tune in every deployable format, side by side: greedy-generation tokens/s of torch eager, ONNX
-Runtime fp32 and int8, and (when llama-cpp-python is installed) llama.cpp q8_0 and q4_0, with file sizes and
-agreement with torch's greedy tokens.
+Runtime fp32 and int8 (block-wise, the default, and dynamic), and (when llama-cpp-python is installed) llama.cpp
+q8_0 and q4_0, with file sizes and agreement with torch's greedy tokens.
 
     python bench/lm_formats.py [--steps 10] [--prompts 8] [--new-tokens 64] [--repeats 3]
 
@@ -58,7 +58,9 @@ def main() -> None:
     lenient = ["--set", "min_token_agreement=0", "--set", "require_eos=false"]
     exports = {"onnx-fp32": ["--format", "onnx"],
                "onnx-int8": ["--format", "onnx", "--quantize", "int8", "--set", "max_perplexity_increase=10",
-                             *lenient]}
+                             *lenient],
+               "onnx-int8-dynamic": ["--format", "onnx", "--quantize", "int8", "--set", "int8_method=dynamic",
+                                     "--set", "max_perplexity_increase=10", *lenient]}
     have_llama_cpp = importlib.util.find_spec("llama_cpp") is not None
     if have_llama_cpp:
         exports.update({"gguf-q8_0": ["--format", "gguf", "--quantize", "q8_0", *lenient],
@@ -89,7 +91,7 @@ def main() -> None:
             return lm.model(torch.tensor([ids])).logits[0].numpy()
 
     engines = {"torch eager (fp32)": (torch_generate, torch_logits, size_mb(Path(lm.model.name_or_path)))}
-    for label in ("onnx-fp32", "onnx-int8"):
+    for label in ("onnx-fp32", "onnx-int8", "onnx-int8-dynamic"):
         runtime = OnnxCausalLM(work / "exports" / label)
         engines[f"ONNX Runtime {label[5:]}"] = (
             lambda ids, r=runtime: r.generate(ids, max_new_tokens=n, stop_ids=[]), runtime.logits,

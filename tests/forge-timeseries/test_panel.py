@@ -123,3 +123,17 @@ def test_stat_forecast_stops_cleanly_on_ctrl_c(forge_cli):
     assert proc.wait(timeout=120) == 130, proc.stderr.read()
     assert manifest(forge_cli.cwd / "r")["status"] == "interrupted"
     assert not (forge_cli.cwd / "r" / "artifact" / "forge.json").exists()
+
+
+def test_panel_evaluates_through_forge_eval(forge_cli, forecast_runs):
+    import shutil
+
+    shutil.copytree(forecast_runs / "panel-stat", forge_cli.cwd / "panel-stat")
+    result = forge_cli("eval", "panel-stat", "--suite", "backtest", "--data", forecast_runs / "panel.csv",
+                       "--set", "n_windows=1", "--set", "baselines=[]", "--json", check=True, timeout=600)
+    printed = json.loads(result.stdout)
+    assert printed["artifact_kind"] == "stat-forecaster" and "mase" in printed["metrics"]
+    [kept] = list((forge_cli.cwd / "panel-stat" / "artifact" / "evals").iterdir())
+    records = [json.loads(line) for line in (kept / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 24  # one per series (one window each)
+    assert len({r.get("id") or r.get("series") or json.dumps(r.get("input")) for r in records}) == 24

@@ -462,14 +462,10 @@ def _list_in_run(reference: Reference, eval_json: dict[str, Any], path: Path, ho
 
 
 def _record_in_registry(reference: Reference, eval_json: dict[str, Any], path: Path) -> None:
-    import importlib
+    from forge import registry
 
-    registry = importlib.import_module("forge.registry")
-    record = getattr(registry, "record_eval", None)
-    if record is None:
-        return
     try:
-        record(reference.registry, eval_json)
+        registry.record_eval(reference.registry, eval_json)
     except ForgeError as exc:
         raise ForgeError(f"the eval is kept in {path}, but recording it in the registry failed: {exc}") from None
 

@@ -113,17 +113,8 @@ def producing_run(path: Path, manifest: dict[str, Any] | None = None, depth: int
 
 
 def _registry(ref: str) -> Reference:
-    import importlib
+    from forge import registry
 
-    try:
-        registry = importlib.import_module("forge.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name != "forge.registry":
-            raise
-        raise ForgeError(f"{ref}: registry references need forge.registry, which this forge does not have") from None
-    resolve = getattr(registry, "resolve", None)
-    if resolve is None:
-        raise ForgeError(f"{ref}: registry references need forge.registry.resolve, which this forge does not have")
-    resolved = resolve(ref)
+    resolved = registry.resolve(ref)
     artifact = Artifact.load(Path(resolved.path))
     return Reference(text=ref, artifact=artifact, registry=resolved)

@@ -27,7 +27,7 @@ app = typer.Typer(
 
 
 def _register_builtin_commands() -> None:
-    from forge.cli import chat, data, env, export, init, list_plugins, predict, run, serve
+    from forge.cli import chat, data, env, export, init, list_plugins, predict, registry, run, serve
     from forge.cli import eval as eval_cli
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
@@ -40,12 +40,13 @@ def _register_builtin_commands() -> None:
     app.command("predict")(predict.predict)
     app.command("env")(env.env)
     app.add_typer(data.app, name="data")
+    app.add_typer(registry.app, name="registry")
 
 
 def _register_plugin_commands() -> None:
     from forge.plugins import get_plugins
 
-    taken = {c.name for c in app.registered_commands}
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     for registered in get_plugins().all("commands"):
         command = registered.item
         name = command.name if command.name not in taken else f"{registered.plugin}:{command.name}"

@@ -52,7 +52,8 @@ def local_server(artifact: Artifact, server_name: str | None = None, ready_timeo
 
     chosen = pick_server(get_plugins(), artifact.kind, server_name)
     # a request timeout fitted to a person reading a long answer, not to an API client
-    app = chosen.item.build(artifact, settings or ServeSettings(timeout_s=3600.0, max_body_bytes=16_000_000))
+    settings = settings or ServeSettings.model_validate({"timeout_s": 3600.0, "max_body_bytes": 16_000_000})
+    app = chosen.item.build(artifact, settings)
     directory = Path(tempfile.mkdtemp(prefix="forge-chat-"))
     directory.chmod(0o700)
     socket_path = directory / "server.sock"

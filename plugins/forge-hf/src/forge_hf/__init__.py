@@ -59,6 +59,8 @@ def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           predict="forge_hf.predict:causal_lm_predictor",
                           summary="OpenAI-compatible chat/completions API"))
+    register(forge.Server(name="llama-cpp", accepts=("gguf-causal-lm",), create_app="forge_hf.serve_lm:create_gguf_app",
+                          summary="OpenAI-compatible API on llama.cpp (needs llama-cpp-python)"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",

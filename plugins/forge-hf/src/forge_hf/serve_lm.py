@@ -1,26 +1,37 @@
-"""OpenAI-compatible server for ``causal-lm`` and ``causal-lm-adapter`` artifacts.
+"""OpenAI-compatible server for causal LMs: torch (``causal-lm``, ``causal-lm-adapter``), ONNX Runtime
+(``onnx-causal-lm``, backend in forge-onnx) and llama.cpp (``gguf-causal-lm``, through llama-cpp-python).
 
     forge serve runs/sft-1 --port 8000
+    forge serve runs/sft-1/exports/onnx-int8 --port 8000
+    forge serve runs/sft-1/exports/gguf-q8_0 --port 8000     # needs llama-cpp-python
     # then: openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-").chat.completions.create(...)
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` too), ``POST /v1/completions``, plus the
-serving core's ``/health``, ``/ready`` and ``/metrics``. A LoRA adapter is merged into its base in memory at start.
-Generation runs one request at a time in a worker thread (a CPU model uses every core for one request anyway).
+serving core's ``/health``, ``/ready`` and ``/metrics``. The HTTP layer here is shared; what differs per format is a
+small :class:`Backend`: prompt → token ids (chat template included), token ids → text, and prompt ids + sampling
+options → a stream of new token ids ending after an EOS id or at the token budget. Stop strings, incremental
+detokenisation, finish reasons and usage are the HTTP layer's, so every format answers alike. Generation runs one
+request at a time (a CPU model uses every core for one request anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from fastapi.responses import StreamingResponse
 from forge.artifacts import Artifact
+from forge.errors import ForgeError
 from forge.serving.app import create_base_app, error_response
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field
@@ -52,6 +63,63 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(16, ge=1, le=4096)
 
 
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+class Backend(Protocol):
+    """What the HTTP layer needs from a format. ``stream`` yields new token ids, the EOS id that ends generation
+    included, and stops by itself at ``max_new_tokens``; closing the iterator early cancels generation."""
+
+    stop_ids: set[int]
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def encode_text(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def stream(self, prompt_ids: list[int], options: GenerationOptions) -> Iterator[int]: ...
+
+
+def plain_chat_prompt(messages: list[dict[str, str]]) -> str:
+    """The prompt for a model without a chat template."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+
+
+class HFTokenizerCodec:
+    """Tokenisation with a transformers tokenizer (torch and ONNX backends): the chat template as transformers
+    renders it, special tokens skipped when decoding."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = plain_chat_prompt(messages)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+
+def _stop_ids(generation_config: Any, tokenizer: Any) -> set[int]:
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
+    if not ids and tokenizer.eos_token_id is not None:
+        ids = [tokenizer.eos_token_id]
+    return {int(i) for i in ids}
+
+
 def load_for_inference(artifact: Artifact) -> tuple[Any, Any]:
     """Model (adapter merged in memory) and tokenizer of an LM artifact, on GPU when there is one."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -74,94 +142,201 @@ def load_for_inference(artifact: Artifact) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-class Generator:
-    """Greedy or sampled generation with stop strings and optional streaming."""
+class TorchBackend(HFTokenizerCodec):
+    """transformers ``generate()`` in a worker thread, its tokens handed over one at a time."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
         self.model = model
-        self.tokenizer = tokenizer
+        self.stop_ids = _stop_ids(model.generation_config, tokenizer)
         self.lock = threading.Lock()
 
-    def _kwargs(self, request: SamplingFields, max_new_tokens: int) -> dict[str, Any]:
-        stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        if request.temperature > 0:
-            kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
+    def stream(self, prompt_ids: list[int], options: GenerationOptions) -> Iterator[int]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        handover: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+        done = object()
+
+        class Tokens(BaseStreamer):
+            prompt_seen = False
+
+            def put(self, value: Any) -> None:
+                if not self.prompt_seen:  # generate() hands the prompt over first
+                    self.prompt_seen = True
+                    return
+                for token in value.reshape(-1).tolist():
+                    handover.put(int(token))
+
+            def end(self) -> None:
+                handover.put(done)
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        kwargs: dict[str, Any] = {"max_new_tokens": options.max_new_tokens, "eos_token_id": sorted(self.stop_ids),
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if options.temperature > 0:
+            kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=None)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stops:
-            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
-        return kwargs
-
-    def encode_chat(self, messages: list[ChatMessage]) -> Any:
-        payload = [m.model_dump() for m in messages]
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(payload, tokenize=False, add_generation_prompt=True)
-        else:
-            text = "\n".join(f"{m['role']}: {m['content']}" for m in payload) + "\nassistant:"
-        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-
-    def encode_text(self, text: str) -> Any:
-        return self.tokenizer(text, return_tensors="pt")
-
-    @staticmethod
-    def _trim(text: str, request: SamplingFields) -> tuple[str, bool]:
-        stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-        return (text[:cut], True) if cut >= 0 else (text, False)
-
-    def generate(self, inputs: Any, request: SamplingFields, max_new_tokens: int) -> tuple[str, str, int, int]:
-        """(text, finish_reason, prompt_tokens, completion_tokens)."""
-        import torch
-
-        inputs = inputs.to(self.model.device)
-        with self.lock, torch.inference_mode():
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
-            output = self.model.generate(**inputs, **self._kwargs(request, max_new_tokens))
-        new = output[0, inputs["input_ids"].shape[1]:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        text, stopped = self._trim(text, request)
-        ended = stopped or (len(new) < max_new_tokens) or (len(new) and int(new[-1]) == self.tokenizer.eos_token_id)
-        return text, "stop" if ended else "length", int(inputs["input_ids"].shape[1]), len(new)
-
-    def stream(self, inputs: Any, request: SamplingFields, max_new_tokens: int) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        inputs = inputs.to(self.model.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
         def run() -> None:
-            with self.lock, torch.inference_mode():
-                if request.seed is not None:
-                    torch.manual_seed(request.seed)
-                self.model.generate(**inputs, streamer=streamer, **self._kwargs(request, max_new_tokens))
+            try:
+                ids = torch.tensor([prompt_ids], device=self.model.device)
+                with self.lock, torch.inference_mode():
+                    if options.seed is not None:
+                        torch.manual_seed(options.seed)
+                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=Tokens(),
+                                        stopping_criteria=StoppingCriteriaList([Cancelled()]), **kwargs)
+            except BaseException as error:  # handed to the consumer
+                handover.put(error)
+            finally:
+                handover.put(done)
 
         threading.Thread(target=run, daemon=True).start()
-        sent = ""
-        for piece in streamer:
-            candidate, stopped = self._trim(sent + piece, request)
-            if candidate[len(sent):]:
-                yield candidate[len(sent):]
-            sent = candidate
-            if stopped:
-                break
+        try:
+            while (item := handover.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
 
 
-def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    """The FastAPI app serving ``artifact`` (called by ``forge serve``)."""
-    state: dict[str, Any] = {}
+class LlamaCppBackend:
+    """A GGUF through llama-cpp-python (:class:`forge_hf.llama_cpp_runtime.LlamaCppCausalLM`): llama.cpp's tokenizer
+    and samplers, the chat template and end-of-generation tokens stored in the GGUF."""
+
+    def __init__(self, path: Path, threads: int | None = None, n_ctx: int = 4096) -> None:
+        from forge_hf.llama_cpp_runtime import LlamaCppCausalLM
+
+        self.lm = LlamaCppCausalLM(path, n_ctx=n_ctx, threads=threads)
+        metadata = dict(self.lm.llm.metadata)
+        self.chat_template = metadata.get("tokenizer.chat_template")
+        vocab = self.lm.llm.n_vocab()
+        self.stop_ids = {i for i in range(vocab) if self.lm.is_stop(i)}
+        self.bos = self._token_text(metadata.get("tokenizer.ggml.bos_token_id"))
+        self.eos = self._token_text(metadata.get("tokenizer.ggml.eos_token_id"))
+
+    def _token_text(self, token: Any) -> str:
+        if token is None:
+            return ""
+        return self.lm.llm.detokenize([int(token)], special=True).decode("utf-8", errors="replace")
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.chat_template:
+            text = render_chat_template(self.chat_template, messages, self.bos, self.eos)
+        else:
+            text = plain_chat_prompt(messages)
+        return self.lm.tokenize(text)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.lm.tokenize(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.lm.detokenize(ids)
+
+    def stream(self, prompt_ids: list[int], options: GenerationOptions) -> Iterator[int]:
+        return self.lm.stream(prompt_ids, options.max_new_tokens, temperature=options.temperature,
+                              top_p=options.top_p, seed=options.seed)
+
+
+def render_chat_template(template: str, messages: list[dict[str, str]], bos_token: str, eos_token: str) -> str:
+    """A Hugging Face chat template (as stored in a GGUF) rendered the way transformers renders it: sandboxed
+    jinja2, ``trim_blocks``/``lstrip_blocks``, the generation prompt appended."""
+    from datetime import datetime
+
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, ensure_ascii=False)
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True, bos_token=bos_token,
+                                            eos_token=eos_token)
+
+
+class TextStream:
+    """New text of one completion, piece by piece: tokens decoded incrementally (an incomplete UTF-8 character is
+    held back), cut at the first stop string (text that may be the start of one is held back until it is not), the
+    EOS token left out. After iteration: ``finish_reason`` and ``completion_tokens``."""
+
+    def __init__(self, backend: Backend, prompt_ids: list[int], options: GenerationOptions,
+                 stop: str | list[str] | None) -> None:
+        self.backend = backend
+        self.prompt_ids = prompt_ids
+        self.options = options
+        self.stops = [s for s in ([stop] if isinstance(stop, str) else list(stop or [])) if s]
+        self.finish_reason = "length"
+        self.completion_tokens = 0
+
+    def _held(self, text: str) -> int:
+        """How many trailing characters of ``text`` could begin a stop string."""
+        return max((k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1)
+                    if text.endswith(s[:k])), default=0)
+
+    def __iter__(self) -> Iterator[str]:
+        tokens = self.backend.stream(self.prompt_ids, self.options)
+        ids: list[int] = []
+        sent = 0
+        text = ""
+        try:
+            for token in tokens:
+                self.completion_tokens += 1
+                if token in self.backend.stop_ids:
+                    self.finish_reason = "stop"
+                    break
+                ids.append(token)
+                text = self.backend.decode(ids)
+                if text.endswith("\ufffd"):
+                    continue
+                cut = min((i for s in self.stops if (i := text.find(s)) >= 0), default=-1)
+                if cut >= 0:
+                    self.finish_reason = "stop"
+                    if cut > sent:
+                        yield text[sent:cut]
+                    return
+                safe = len(text) - self._held(text)
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
+            else:
+                if self.completion_tokens < self.options.max_new_tokens:
+                    self.finish_reason = "stop"  # the backend ended on its own (an end-of-generation token)
+            if len(text) > sent:  # held back for a stop string that never came
+                yield text[sent:]
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
+
+
+def model_name(artifact: Artifact) -> str:
     model_id = artifact.manifest.get("base_model") or artifact.path.name
-    model_id = f"{artifact.path.parent.name}/{artifact.path.name}" if artifact.path.name == "artifact" else model_id
+    return f"{artifact.path.parent.name}/{artifact.path.name}" if artifact.path.name == "artifact" else model_id
+
+
+def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend: Callable[[], Backend],
+                      model_id: str | None = None) -> Any:
+    """The FastAPI app: the OpenAI routes over the backend ``load_backend()`` returns (called once, in a worker
+    thread, at startup; ``/ready`` answers 200 after)."""
+    state: dict[str, Any] = {}
+    model_id = model_id or model_name(artifact)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        model, tokenizer = await asyncio.to_thread(load_for_inference, artifact)
-        state["generator"] = Generator(model, tokenizer)
+        state["backend"] = await asyncio.to_thread(load_backend)
+        state["lock"] = asyncio.Lock()
         yield
 
-    app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "generator" in state, lifespan=lifespan,
+    app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "backend" in state, lifespan=lifespan,
                           page="chat")
     created = int(time.time())
 
@@ -170,6 +345,14 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
             return error_response(404, f"model '{requested}' is not served here; this server serves '{model_id}'",
                                   "model")
         return None
+
+    def options(request: SamplingFields, max_new: int) -> GenerationOptions:
+        return GenerationOptions(max_new_tokens=max_new, temperature=request.temperature, top_p=request.top_p,
+                                 seed=request.seed)
+
+    async def complete(text_stream: TextStream) -> str:
+        async with state["lock"]:
+            return await asyncio.to_thread(lambda: "".join(text_stream))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -180,26 +363,28 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
     async def chat(request: ChatRequest) -> Any:
         if (problem := check_model(request.model)) is not None:
             return problem
-        generator: Generator = state["generator"]
+        backend: Backend = state["backend"]
         max_new = request.max_completion_tokens or request.max_tokens or 256
-        inputs = generator.encode_chat(request.messages)
+        prompt_ids = backend.encode_chat([m.model_dump() for m in request.messages])
+        text_stream = TextStream(backend, prompt_ids, options(request, max_new), request.stop)
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if request.stream:
-            return StreamingResponse(_chat_stream(generator, inputs, request, max_new, ident, model_id),
+            return StreamingResponse(_chat_stream(state["lock"], text_stream, ident, model_id),
                                      media_type="text/event-stream")
-        text, finish, n_prompt, n_new = await asyncio.to_thread(generator.generate, inputs, request, max_new)
+        text = await complete(text_stream)
+        used = _usage(len(prompt_ids), text_stream.completion_tokens)
         return {
             "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": text_stream.finish_reason, "logprobs": None}],
+            "usage": used,
         }
 
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest) -> Any:
         if (problem := check_model(request.model)) is not None:
             return problem
-        generator: Generator = state["generator"]
+        backend: Backend = state["backend"]
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             return error_response(422, "prompt: must not be empty", "prompt")
@@ -208,20 +393,51 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
         if request.stream:
             if len(prompts) != 1:
                 return error_response(422, "prompt: streaming takes one prompt", "prompt")
-            return StreamingResponse(_completion_stream(generator, prompts[0], request, max_new, ident, model_id),
+            text_stream = TextStream(backend, backend.encode_text(prompts[0]), options(request, max_new),
+                                     request.stop)
+            return StreamingResponse(_completion_stream(state["lock"], text_stream, ident, model_id),
                                      media_type="text/event-stream")
         choices, used_prompt, used_new = [], 0, 0
         for index, prompt in enumerate(prompts):
-            inputs = generator.encode_text(prompt)
-            text, finish, n_prompt, n_new = await asyncio.to_thread(generator.generate, inputs, request, max_new)
-            choices.append({"index": index, "text": text, "finish_reason": finish, "logprobs": None})
-            used_prompt, used_new = used_prompt + n_prompt, used_new + n_new
+            prompt_ids = backend.encode_text(prompt)
+            text_stream = TextStream(backend, prompt_ids, options(request, max_new), request.stop)
+            text = await complete(text_stream)
+            choices.append({"index": index, "text": text, "finish_reason": text_stream.finish_reason,
+                            "logprobs": None})
+            used_prompt, used_new = used_prompt + len(prompt_ids), used_new + text_stream.completion_tokens
         return {"id": ident, "object": "text_completion", "created": int(time.time()), "model": model_id,
-                "choices": choices,
-                "usage": {"prompt_tokens": used_prompt, "completion_tokens": used_new,
-                          "total_tokens": used_prompt + used_new}}
+                "choices": choices, "usage": _usage(used_prompt, used_new)}
 
     return app
+
+
+def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
+    """``forge serve`` on a ``causal-lm`` / ``causal-lm-adapter`` artifact: transformers on torch."""
+    return create_openai_app(artifact, settings, lambda: TorchBackend(*load_for_inference(artifact)))
+
+
+LLAMA_CPP_MISSING = ("serving a GGUF needs llama-cpp-python, which is not installed: run `make llama-cpp` in a forge "
+                     "checkout, or pip install llama-cpp-python (compiles llama.cpp: a few minutes, a C++ compiler)")
+
+
+def create_gguf_app(artifact: Artifact, settings: ServeSettings) -> Any:
+    """``forge serve`` on a ``gguf-causal-lm`` export: llama.cpp through llama-cpp-python (checked before anything
+    starts). Threads: ``FORGE_LLAMA_THREADS``, default every core."""
+    import os
+
+    from forge_hf.llama_cpp_runtime import available
+
+    if available() is not None:
+        raise ForgeError(LLAMA_CPP_MISSING)
+    path = artifact.path / str(artifact.manifest.get("gguf_file", ""))
+    if not path.is_file():
+        raise ForgeError(f"{artifact.path}: no GGUF file ({artifact.manifest.get('gguf_file')!r} in forge.json)")
+    threads = int(os.environ.get("FORGE_LLAMA_THREADS", "0")) or None
+    return create_openai_app(artifact, settings, lambda: LlamaCppBackend(path, threads))
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -230,32 +446,41 @@ def _sse(payload: dict[str, Any]) -> str:
 
 async def _iterate_in_thread(iterator: Iterator[str]) -> AsyncIterator[str]:
     done = object()
-    while True:
-        piece = await asyncio.to_thread(next, iterator, done)
-        if piece is done:
-            return
-        yield piece  # type: ignore[misc]
+    try:
+        while True:
+            piece = await asyncio.to_thread(next, iterator, done)
+            if piece is done:
+                return
+            yield piece  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:  # client gone: stop generating
+            with contextlib.suppress(ValueError):  # "generator already executing": it ends at its token budget
+                await asyncio.to_thread(close)
 
 
-async def _chat_stream(generator: Generator, inputs: Any, request: ChatRequest, max_new: int, ident: str,
-                       model_id: str) -> AsyncIterator[str]:
+async def _chat_stream(lock: asyncio.Lock, text_stream: TextStream, ident: str, model_id: str
+                       ) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         return _sse({"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model_id,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
-    yield chunk({"role": "assistant", "content": ""})
-    async for piece in _iterate_in_thread(generator.stream(inputs, request, max_new)):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop")
-    yield "data: [DONE]\n\n"
+    async with lock:
+        yield chunk({"role": "assistant", "content": ""})
+        async for piece in _iterate_in_thread(iter(text_stream)):
+            yield chunk({"content": piece})
+        yield chunk({}, text_stream.finish_reason)
+        yield "data: [DONE]\n\n"
 
 
-async def _completion_stream(generator: Generator, prompt: str, request: CompletionRequest, max_new: int,
-                             ident: str, model_id: str) -> AsyncIterator[str]:
-    inputs = generator.encode_text(prompt)
-    async for piece in _iterate_in_thread(generator.stream(inputs, request, max_new)):
-        yield _sse({"id": ident, "object": "text_completion", "created": int(time.time()), "model": model_id,
-                    "choices": [{"index": 0, "text": piece, "finish_reason": None, "logprobs": None}]})
-    yield _sse({"id": ident, "object": "text_completion", "created": int(time.time()), "model": model_id,
-                "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}]})
-    yield "data: [DONE]\n\n"
+async def _completion_stream(lock: asyncio.Lock, text_stream: TextStream, ident: str, model_id: str
+                             ) -> AsyncIterator[str]:
+    def chunk(text: str, finish: str | None = None) -> str:
+        return _sse({"id": ident, "object": "text_completion", "created": int(time.time()), "model": model_id,
+                     "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]})
+
+    async with lock:
+        async for piece in _iterate_in_thread(iter(text_stream)):
+            yield chunk(piece)
+        yield chunk("", text_stream.finish_reason)
+        yield "data: [DONE]\n\n"

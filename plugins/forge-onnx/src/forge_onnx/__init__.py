@@ -24,3 +24,6 @@ def register_servers(register: forge.Register) -> None:
                           create_app="forge_onnx.serve:create_onnx_app",
                           predict="forge_onnx.serve:create_predictor",
                           summary="ONNX Runtime: /predict or /forecast, explicit threads, no spinning"))
+    register(forge.Server(name="onnxruntime-lm", accepts=("onnx-causal-lm",),
+                          create_app="forge_onnx.serve_lm:create_onnx_lm_app",
+                          summary="OpenAI-compatible chat/completions API on ONNX Runtime (needs forge-hf)"))

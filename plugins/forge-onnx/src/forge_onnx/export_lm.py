@@ -27,7 +27,7 @@ from forge.artifacts import Artifact, ArtifactResult
 from forge.errors import ForgeError
 
 LM_OPTIONS = {"quantize", "tolerance", "max_perplexity_increase", "min_token_agreement", "samples",
-              "max_new_tokens", "prompts", "require_eos", "per_channel", "opset"}
+              "max_new_tokens", "prompts", "require_eos", "per_channel", "opset", "int8_method", "block_size"}
 EXTERNAL_DATA_BYTES = 1_500_000_000  # past this, weights go to model.onnx.data (protobuf stops at 2 GB)
 
 
@@ -84,13 +84,61 @@ def save_onnx(program: Any, path: Path) -> None:
         onnx_ir.save(program, str(path))
 
 
-def quantize_lm_int8(fp32: Path, int8: Path, per_channel: bool) -> None:
-    """onnxruntime dynamic quantization of the MatMuls (weights int8, activations quantized on the fly)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+INT8_METHODS = ("blockwise", "dynamic")
+
+
+def tie_lm_head(model: Any) -> int:
+    """Give a head computed from a tied embedding (``MatMul(x, Transpose(embedding))``) its own transposed weight,
+    so the quantizer sees a constant weight; returns how many heads were untied."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    untied = 0
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] in initializers:
+            continue
+        source = producers.get(node.input[1])
+        if source is None or source.op_type != "Transpose" or source.input[0] not in initializers:
+            continue
+        weight = numpy_helper.to_array(initializers[source.input[0]])
+        if weight.ndim != 2:
+            continue
+        name = f"{source.input[0]}.transposed"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), name))
+        node.input[1] = name
+        untied += 1
+        if not any(source.output[0] in other.input for other in graph.node):
+            graph.node.remove(source)
+    return untied
+
+
+def quantize_lm_int8(fp32: Path, int8: Path, per_channel: bool, method: str = "blockwise", block_size: int = 32
+                     ) -> None:
+    """int8 weights for every MatMul with a constant weight (the LM head included).
+
+    ``blockwise`` (default): onnxruntime's ``MatMulNBits`` with 8-bit symmetric weights in blocks of ``block_size``
+    along the input dimension, activations quantized to int8 per block on the fly (``accuracy_level=4``), so an
+    outlier costs only its block. ``dynamic``: ``quantize_dynamic`` (``MatMulInteger``; one uint8 scale per
+    activation tensor, which SmolLM2's activation outliers do not survive: docs/export.md)."""
+    import onnx
 
     external = (fp32.parent / f"{fp32.name}.data").exists()
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     op_types_to_quantize=["MatMul"], use_external_data_format=external)
+    if method == "dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=["MatMul"], use_external_data_format=external)
+        return
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(fp32))
+    tie_lm_head(model)
+    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(int8), external)
 
 
 def perplexity(logits_of: Any, sequences: list[tuple[list[int], int]]) -> float:
@@ -117,6 +165,12 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
     min_agreement = _number(options, "min_token_agreement", 0.9)
     require_eos = _flag(options, "require_eos", True)
     per_channel = _flag(options, "per_channel", True)
+    method = str(options.get("int8_method", "blockwise"))
+    if method not in INT8_METHODS:
+        raise ForgeError(f"--set int8_method={method}: expected one of {', '.join(INT8_METHODS)}")
+    block_size = int(_number(options, "block_size", 32))
+    if block_size < 16 or block_size & (block_size - 1):
+        raise ForgeError(f"--set block_size={block_size}: expected a power of two, at least 16")
     samples = int(_number(options, "samples", 8))
     max_new_tokens = int(_number(options, "max_new_tokens", 48))
     opset = int(options["opset"]) if "opset" in options else None
@@ -181,7 +235,7 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
                          f"tolerance {tolerance}")
     check_eos(fp32_figures, "fp32")
     if quantized:
-        quantize_lm_int8(fp32, final, per_channel)
+        quantize_lm_int8(fp32, final, per_channel, method, block_size)
         for leftover in (fp32, fp32.parent / f"{fp32.name}.data"):
             leftover.unlink(missing_ok=True)
         del runtime32
@@ -197,7 +251,8 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
                              "perplexity_on": "held-out answers" if all(p.full_ids for p in prompts)
                              else "the merged model's greedy answers"})
         parity.update({"int8": int8_figures, "max_perplexity_increase": max_increase,
-                       "min_token_agreement": min_agreement, "per_channel": per_channel})
+                       "min_token_agreement": min_agreement, "int8_method": method,
+                       **({"per_channel": per_channel} if method == "dynamic" else {"block_size": block_size})})
         if increase > max_increase:
             raise ForgeError(f"int8 held-out perplexity {int8_ppl:.3f} is {increase:.1%} above the merged model's "
                              f"{source_ppl:.3f} (max_perplexity_increase {max_increase})")
