@@ -10,8 +10,8 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="Inspect data files and scan them for PII and secrets.", no_args_is_help=True,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(help="Inspect data files, scan them for PII and secrets, show where a model's data came from.",
+                  no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 
 FIRST_PROBLEMS = 5
 
@@ -200,6 +200,8 @@ def lineage_of(ref: str) -> dict[str, Any]:
         chain.append({"path": str(current), "kind": current_manifest.get("kind")})
     out["parents"] = chain
     run_dir = reference.run_dir or producing_run(artifact_dir, manifest)
+    if run_dir is None and reference.registry is not None:
+        run_dir = _registered_run_dir(reference.registry)
     run: dict[str, Any] = {}
     if run_dir is not None:
         run_dir = Path(run_dir).resolve()
@@ -226,6 +228,27 @@ def lineage_of(ref: str) -> dict[str, Any]:
         datasets.append(item)
     out["datasets"] = datasets
     return out
+
+
+def _registered_run_dir(resolved: Any) -> Any:
+    """The forge run directory a registered version came from, when it is on this machine: the version's
+    ``forge.source_run`` tag names the MLflow run, whose ``forge.run_dir`` tag names the directory."""
+    from pathlib import Path
+
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from forge.tracking import connect
+
+        connect()
+        client = MlflowClient()
+        run_id = client.get_model_version(resolved.name, resolved.version).tags.get("forge.source_run")
+        run_dir = client.get_run(run_id).data.tags.get("forge.run_dir") if run_id else None
+    except Exception:  # no store, no such tag: the lineage shows what the artifact itself records
+        return None
+    if run_dir and (Path(run_dir) / "forge.json").is_file():
+        return Path(run_dir)
+    return None
 
 
 @app.command("lineage")
