@@ -22,7 +22,7 @@ def test_smollm2_trains_on_each_format(forge_cli, case):
         (cwd / "c.yaml").write_text("data:\n" + "".join(
             f"  - {{path: {n}.jsonl}}\n" for n in ("chat", "sharegpt", "alpaca", "input-output")))
         config = ["-c", "c.yaml"]
-        expected = ["format chat", "format sharegpt", "format alpaca", "format input-output"]
+        expected = ["data: mixture of 4 sources", "data: 8 records, format mixed"]
     elif case == "dpo chat-pair":
         recipe = "dpo"
         pair = {"chosen": USER_ASSISTANT, "rejected": [USER_ASSISTANT[0], {"role": "assistant", "content": "6"}]}
@@ -37,3 +37,5 @@ def test_smollm2_trains_on_each_format(forge_cli, case):
         assert text in result.stderr
     manifest = json.loads((cwd / "r" / "forge.json").read_text())
     assert manifest["status"] == "completed" and manifest["metrics"]["train_loss"] > 0
+    if case == "chat-like mixture":
+        assert [s["format"] for s in manifest["data_sources"]] == ["chat", "sharegpt", "alpaca", "input-output"]
