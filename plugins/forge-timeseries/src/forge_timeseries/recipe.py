@@ -31,7 +31,7 @@ ModelName = Literal["AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
 class SeriesConfig(RecipeConfig):
     """The data contract and split both forecasting recipes share."""
 
-    data: DataFile = Field(description="CSV/TSV/Parquet with a time column and a target column")
+    data: DataFile = Field(description="CSV/TSV/Parquet/Arrow with a time column and a target column")
     time_column: str = Field("date", min_length=1)
     target: str = Field("value", min_length=1)
     id_column: str | None = Field(None, min_length=1, description="column naming the series of each row (many "

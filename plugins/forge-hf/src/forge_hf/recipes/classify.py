@@ -11,6 +11,7 @@ measure accuracy after quantization).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +61,13 @@ class ClassifyConfig(TrainingFields):
         if self.text_column == self.label_column:
             raise ValueError(f"label_column: '{self.label_column}' is also the text_column")
         return self
+
+
+def check_data(config: ClassifyConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the texts and labels exactly as the run does."""
+    texts, _, names, _ = read_labelled(config)
+    log(f"data: {len(texts):,} labelled texts ({len(names)} labels) from "
+        f"{training_data.display_name(str(config.data))}; checked")
 
 
 def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[str], list[str]]:

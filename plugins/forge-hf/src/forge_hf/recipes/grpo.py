@@ -11,6 +11,7 @@ number equals the answer's), or ``package.module:function``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from forge.artifacts import ArtifactResult
@@ -80,17 +81,26 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
         return names
 
 
-def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
+def read_prompts(config: GRPORecipeConfig) -> list[dict[str, Any]]:
     rows = training_data.read_rows(config.data)
     if "messages" in rows.records[0]:
         training_data.validate(rows, training_data.check_sft("messages"))
-        records = [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
-    else:
-        training_data.validate(rows, training_data.check_fields("prompt"))
-        records = rows.records
-    ctx.log(f"data: {len(records)} prompts from {rows.source}")
+        return [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
+    training_data.validate(rows, training_data.check_fields("prompt"))
+    return rows.records
+
+
+def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
+    records = read_prompts(config)
+    ctx.log(f"data: {len(records):,} prompts from {training_data.display_name(config.data)}")
     ctx.record(dataset={"format": "prompts", "train_records": len(records)})
     return records
+
+
+def check_data(config: GRPORecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the prompts exactly as :func:`prepare` does."""
+    records = read_prompts(config)
+    log(f"data: {len(records):,} prompts from {training_data.display_name(config.data)}; checked")
 
 
 def load_rewards(config: GRPORecipeConfig) -> list[Any]:
