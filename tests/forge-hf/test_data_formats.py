@@ -349,3 +349,9 @@ def test_special_files_fail_the_same_at_dry_run_and_run(forge_cli, tiny_lm, kind
     assert dry.returncode == real.returncode == 2
     assert dry.stderr.strip().splitlines()[-1] == real.stderr.strip().splitlines()[-1]
     assert dry.stderr.strip().splitlines()[-1].startswith(f"forge: error: {path}: is a")
+
+
+def test_dry_run_of_the_default_sft_checks_the_packaged_example_data(forge_cli):
+    result = forge_cli("run", "--recipe", "sft", "--dry-run", check=True)
+    assert "data: 64 records, format chat, from chat.jsonl; checked" in result.stderr
+    assert "PII" not in result.stderr

@@ -31,8 +31,9 @@ from forge_hf.recipes.common import (
 
 
 class DPORecipeConfig(TrainingFields, LoraFields):
-    data: DataSources = Field(  # type: ignore[assignment]  # a mixture toodescription="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a "
-                                          "list of {path, split, subset, weight | samples, format} (docs/data.md)")
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list of "
+        "{path, split, subset, weight | samples, format} (docs/data.md)")
     eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
                                                             "replaces the eval_split hold-out")
     beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")

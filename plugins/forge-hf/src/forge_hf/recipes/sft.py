@@ -39,8 +39,9 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     """Config of ``sft`` (and, with other defaults, ``qlora``). Defaults: packaged SmolLM2 and example chat data."""
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
-    data: DataSources = Field(  # type: ignore[assignment]  # a mixture tooEXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or "
-                              "a mixture: a list of {path, split, subset, weight | samples, format} (docs/data.md)")
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list of "
+        "{path, split, subset, weight | samples, format} (docs/data.md)")
     eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
                                                             "replaces the eval_split hold-out")
     format: training_data.SftFormat = Field(
