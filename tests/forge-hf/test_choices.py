@@ -57,12 +57,13 @@ def test_gguf_and_onnx_option_types_match_the_exporters():
     from forge_hf.export_options import GGUFOptions
     from forge_hf.gguf_file import QUANT_TYPES
     from forge_onnx.export import OPTIONS
-    from forge_onnx.export_lm import LM_OPTIONS
+    from forge_onnx.export_lm import INT8_METHODS, LM_OPTIONS
     from forge_onnx.export_options import OnnxOptions
 
     assert typing.get_args(GGUFOptions.model_fields["quantize"].annotation) == QUANT_TYPES
     assert set(GGUFOptions.model_fields) == export_gguf.OPTIONS
     assert set(OnnxOptions.model_fields) == OPTIONS | LM_OPTIONS
+    assert typing.get_args(OnnxOptions.model_fields["int8_method"].annotation)[0] == typing.Literal[INT8_METHODS]
 
 
 def test_every_offered_optimizer_steps_or_is_refused_at_validation_naming_its_package():

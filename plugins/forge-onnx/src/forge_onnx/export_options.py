@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from forge.config import DataFile, FieldRules
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class OnnxOptions(FieldRules):
@@ -31,4 +31,16 @@ class OnnxOptions(FieldRules):
     prompts: DataFile | None = Field(None, description="causal LM: JSONL prompts (default: heldout.jsonl)")
     require_eos: bool | None = Field(None, description="causal LM: greedy generation must still end with EOS "
                                      "(default true)")
-    per_channel: bool | None = Field(None, description="causal LM int8: per-channel weight scales (default true)")
+    per_channel: bool | None = Field(None, description="causal LM int8 dynamic: per-channel weight scales (default "
+                                     "true)")
+    int8_method: Literal["blockwise", "dynamic"] | None = Field(None, description="causal LM int8: blockwise "
+                                                                "(MatMulNBits, the default) or dynamic")
+    block_size: int | None = Field(None, ge=16, le=4096, description="causal LM int8 blockwise: weights per scale, "
+                                   "a power of two (default 32)")
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            raise ValueError(f"must be a power of two, got {value}")
+        return value
