@@ -30,7 +30,7 @@ def guarded_protocol(header_timeout_s: float) -> type:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
+    class GuardedH11Protocol(H11Protocol):
         _head_timer: Any = None
 
         def _arm(self) -> None:
