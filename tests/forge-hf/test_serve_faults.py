@@ -203,7 +203,7 @@ def test_port_opens_at_once_ready_503_until_loaded_and_dead_worker_is_unhealthy(
             time.sleep(0.05)
         assert httpx.post(f"{url}/v1/chat/completions", json=chat("hi"), timeout=10).status_code == 200
         app.state.worker.stop()  # the generation thread ends
-        app.state.worker.thread.join(5)
+        app.state.worker.threads[0].join(5)
         health = httpx.get(f"{url}/health")
         assert health.status_code == 503 and health.json()["status"] == "unhealthy"
 

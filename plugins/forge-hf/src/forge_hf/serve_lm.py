@@ -10,8 +10,9 @@ Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` too), ``PO
 serving core's ``/health``, ``/ready`` and ``/metrics``. The HTTP layer here is shared; what differs per format is a
 small :class:`Backend`: prompt → token ids (chat template included), token ids → text, and prompt ids + sampling
 options → a stream of new token ids ending after an EOS id or at the token budget. Stop strings, incremental
-detokenisation, finish reasons and usage are the HTTP layer's, so every format answers alike. Generation runs one
-request at a time (a CPU model uses every core for one request anyway).
+detokenisation, finish reasons and usage are the HTTP layer's, so every format answers alike. The torch backend
+decodes concurrent requests together (:mod:`forge_hf.batched_generation`); ONNX Runtime and llama.cpp generate one
+request at a time.
 """
 
 from __future__ import annotations
@@ -378,25 +379,30 @@ class Job:
 
 
 class GenerationWorker:
-    """The one thread that generates (a CPU model uses every core for one request): requests wait in a bounded
+    """The threads that run generations: one for a backend that generates one request at a time, as many as a
+    batching backend decodes together (each thread feeds one row and reads its tokens). Requests wait in a bounded
     queue (full → :class:`QueueFull`, answered 429 with Retry-After); an exception in one generation is handed to
     that request alone; a request cancelled or out of time stops at its next token, or is skipped if still waiting.
-    ``alive()`` is false if the thread died (``/health`` then says 503)."""
+    ``alive()`` is false if a thread died (``/health`` then says 503)."""
 
-    def __init__(self, max_queue: int) -> None:
+    def __init__(self, max_queue: int, concurrency: int = 1) -> None:
         self.max_queue = max_queue
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.rejected = 0
         self.completed = 0
         self.failed = 0
         self.running = 0
+        self.counter_lock = threading.Lock()
         self.mean_seconds = 1.0  # moving average of one generation's duration, for Retry-After
+        self.concurrency = max(1, concurrency)
         self.died: str | None = None
-        self.thread = threading.Thread(target=self._run, name="forge-generation", daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, name=f"forge-generation-{i}", daemon=True)
+                        for i in range(self.concurrency)]
+        for thread in self.threads:
+            thread.start()
 
     def alive(self) -> bool:
-        return self.thread.is_alive()
+        return all(thread.is_alive() for thread in self.threads)
 
     def depth(self) -> int:
         return self.jobs.qsize()
@@ -404,7 +410,7 @@ class GenerationWorker:
     def submit(self, text_stream: TextStream, timeout_s: float) -> Job:
         if self.depth() >= self.max_queue:
             self.rejected += 1
-            raise QueueFull(retry_after_s=self.mean_seconds * (self.depth() + 1))
+            raise QueueFull(retry_after_s=self.mean_seconds * (self.depth() + 1) / self.concurrency)
         cancel = threading.Event()
         job = Job(text_stream, asyncio.get_running_loop(), asyncio.Queue(), time.monotonic() + timeout_s, cancel)
         text_stream.should_stop = job.stopped
@@ -412,7 +418,8 @@ class GenerationWorker:
         return job
 
     def stop(self) -> None:
-        self.jobs.put(None)
+        for _ in self.threads:
+            self.jobs.put(None)
 
     def _run(self) -> None:
         try:
@@ -427,7 +434,8 @@ class GenerationWorker:
             job.send("error", GenerationFailed(504, "request timed out while waiting for the model"))
             return
         started = time.monotonic()
-        self.running = 1
+        with self.counter_lock:
+            self.running += 1
         try:
             for piece in job.text_stream:
                 job.send("piece", piece)
@@ -435,23 +443,25 @@ class GenerationWorker:
                 job.send("error", GenerationFailed(504, "request timed out during generation"))
             else:
                 job.send("end")
-            self.completed += 1
+            failed = False
         except Exception as error:  # this request's failure only
-            self.failed += 1
+            failed = True
             job.send("error", GenerationFailed(500, f"generation failed: {type(error).__name__}: {error}"))
-        finally:
-            self.running = 0
+        with self.counter_lock:
+            self.running -= 1
+            self.failed += failed
+            self.completed += not failed
             self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.monotonic() - started)
 
 
 def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend: Callable[[], Backend],
-                      model_id: str | None = None) -> Any:
+                      model_id: str | None = None, concurrency: int = 1) -> Any:
     """The FastAPI app: the OpenAI routes over the backend ``load_backend()`` returns. The port opens at once; the
     backend loads in a worker thread meanwhile (``/ready`` and the generation routes answer 503 until it is loaded;
     if loading fails the server stops and ``forge serve`` reports why, exit 2)."""
     state: dict[str, Any] = {}
     model_id = model_id or model_name(artifact)
-    worker = GenerationWorker(settings.max_queue)
+    worker = GenerationWorker(settings.max_queue, concurrency)
 
     async def load(app: Any) -> None:
         try:
@@ -585,8 +595,15 @@ def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend:
 
 
 def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    """``forge serve`` on a ``causal-lm`` / ``causal-lm-adapter`` artifact: transformers on torch."""
-    return create_openai_app(artifact, settings, lambda: TorchBackend(*load_for_inference(artifact)))
+    """``forge serve`` on a ``causal-lm`` / ``causal-lm-adapter`` artifact: transformers on torch, concurrent
+    requests decoded together (:mod:`forge_hf.batched_generation`, up to ``--max-batch-size`` rows a wave)."""
+    from forge_hf.batched_generation import BatchedTorchBackend
+
+    def load() -> Backend:
+        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=settings.max_batch_size,
+                                   max_wait_ms=settings.max_wait_ms)
+
+    return create_openai_app(artifact, settings, load, concurrency=settings.max_batch_size)
 
 
 LLAMA_CPP_MISSING = ("serving a GGUF needs llama-cpp-python, which is not installed: run `make llama-cpp` in a forge "
