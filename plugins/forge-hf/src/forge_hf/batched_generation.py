@@ -79,10 +79,18 @@ class BatchedTorchBackend(HFTokenizerCodec):
             rows = [r for r in rows if not r.cancelled.is_set()]  # their consumers are gone
             if not rows:
                 continue
-            try:
-                self._wave(rows)
-            except Exception as error:  # this wave's requests fail; the engine goes on
-                for r in rows:
+            self._run_wave(rows)
+
+    def _run_wave(self, rows: list[_Row]) -> None:
+        """A failing wave is run again one row at a time (rows that have not produced a token yet), so one bad
+        request fails alone; rows that had streamed tokens get the error."""
+        try:
+            self._wave(rows)
+        except Exception as error:
+            for r in rows:
+                if len(rows) > 1 and r.produced == 0 and not r.cancelled.is_set():
+                    self._run_wave([r])
+                else:
                     r.out.put(error)
                     r.out.put(_DONE)
 
