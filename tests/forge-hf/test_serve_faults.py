@@ -286,6 +286,47 @@ def test_api_key_file_and_flag_checks(tmp_path):
         serve_settings({"--api-key": "x", "--api-key-file": str(key)})
 
 
+def mixed_load_at_64_clients(url: str) -> None:
+    """Valid requests (batched together: greedy, streamed and not, each with its own budget) interleaved with bad
+    ones: every valid one 200 with exactly what it gets alone, every bad one 4xx."""
+    import asyncio
+
+    questions = [f"what is the capital of {c}?" for c in ("france", "spain", "italy", "peru")]
+    alone = {}
+    for q in questions:
+        for n in (3, 7):
+            r = httpx.post(f"{url}/v1/chat/completions", json=chat(q, max_tokens=n, temperature=0), timeout=30)
+            alone[(q, n)] = r.json()["choices"][0]["message"]["content"]
+    bad = [chat("\ud800"), chat("hi", stop=["x"] * 50), chat("hi", seed=2**70), chat("hi", n=3), {"messages": "x"}]
+
+    async def main() -> list[tuple[Any, int, str]]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            async def one(i: int) -> tuple[Any, int, str]:
+                if i % 4 == 3:
+                    body = bad[i % len(bad)]
+                    r = await client.post(f"{url}/v1/chat/completions", content=json.dumps(body),
+                                          headers={"Content-Type": "application/json"})  # \ud800 escaped
+                    return None, r.status_code, r.text
+                q, n = questions[i % 4], (3, 7)[i % 2]
+                body = chat(q, max_tokens=n, temperature=0, stream=i % 8 == 1)
+                r = await client.post(f"{url}/v1/chat/completions", json=body)
+                if body["stream"]:
+                    events = sse_events(r)
+                    assert events[-1] == "[DONE]"
+                    text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+                else:
+                    text = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
+                return (q, n), r.status_code, text
+
+            return await asyncio.gather(*(one(i) for i in range(128)))
+
+    for key, status, text in asyncio.run(main()):
+        if key is None:
+            assert 400 <= status < 500, text
+        else:
+            assert status == 200 and text == alone[key], (key, status, text)
+
+
 def test_real_server_survives_bad_streams_and_stops_on_sigterm(forge_cli, tiny_sft_run):
     """Issue 20's probe: six bad streaming requests, then valid ones, then SIGTERM during a stream."""
     with Server(forge_cli, tiny_sft_run, "--grace-s", "2") as server:
@@ -299,6 +340,7 @@ def test_real_server_survives_bad_streams_and_stops_on_sigterm(forge_cli, tiny_s
         r = httpx.post(f"{url}/v1/chat/completions", json=chat("hi", max_tokens=4), timeout=30)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
         assert httpx.get(f"{url}/health").status_code == 200
+        mixed_load_at_64_clients(url)
         body = chat("tell me a story", max_tokens=400, stream=True, temperature=1.0)
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as r:
             next(r.iter_lines())
