@@ -2,9 +2,10 @@
 
     python bench/predict_throughput.py [--rows 3000] [--repeats 3] [--rss-rows 10000,100000,1000000]
 
-1. Throughput: the packaged all-MiniLM-L6-v2 as a 2-label sequence classifier (its head untrained: speed does not
-   depend on it), exported to ONNX int8 with `forge export --format onnx --quantize int8`. Side A: `forge predict`
-   on a CSV of SST-2 sentences (../shared/data/sentiment_test.csv, repeated to --rows), rows/s from its --json summary
+1. Throughput, for two int8 ONNX classifiers (`forge export --format onnx --quantize int8`): the packaged
+   all-MiniLM-L6-v2 as a 2-label classifier (compute-bound on a CPU) and the tiny BERT of tests/tiny_models.py
+   (per-call overhead-bound), heads untrained (speed does not depend on them). Side A: `forge predict` on a CSV of
+   SST-2 sentences (../shared/data/sentiment_test.csv, repeated to --rows), rows/s from its --json summary
    (prediction, reading and writing; not the model load). Side B: the same predictor (`forge.load_predictor`) called
    in a loop, one row per call, in this process, over the same rows. Sides alternate, --repeats times each.
 2. Memory: peak RSS of the whole `forge predict` process on generated CSVs of growing size (the tiny-BERT-sized
@@ -67,15 +68,32 @@ def loop_rate(predictor, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
+def compare(artifact: Path, label: str, data: Path, rows: list[str], work: Path, args: argparse.Namespace) -> None:
+    import forge as forge_api
+
+    predictor = forge_api.load_predictor(forge_api.Artifact.load(artifact), {"batch_size": 1})
+    loop_rate(predictor, rows[:50])  # warm up
+    batched, looped = [], []
+    for repeat in range(args.repeats):
+        batched.append(forge_predict_rate(artifact, data, work, args.batch_size))
+        looped.append(loop_rate(predictor, rows))
+        print(f"{label} repeat {repeat + 1}: forge predict {batched[-1]:.0f} rows/s, loop {looped[-1]:.0f} rows/s",
+              flush=True)
+    predictor.close()
+    ratio = statistics.median(batched) / statistics.median(looped)
+    print(f"{label}, {len(rows)} SST-2 rows, median of {args.repeats}: forge predict (batch {args.batch_size}) "
+          f"{statistics.median(batched):.0f} rows/s, per-row loop {statistics.median(looped):.0f} rows/s, "
+          f"ratio {ratio:.2f}x (goal >= 3x: {'met' if ratio >= 3 else 'NOT met'})\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rss-rows", default="10000,100000,1000000")
+    parser.add_argument("--rss-rows", default="10000,100000,1000000", help="'' to skip")
     args = parser.parse_args()
 
-    import forge as forge_api
     from forge_hf.provider import resolve_model
 
     with open(shared("sentiment_test.csv"), newline="") as handle:
@@ -87,28 +105,17 @@ def main() -> None:
     data = write_texts(work / "texts.csv", args.rows, texts)
     rows = [texts[i % len(texts)] for i in range(args.rows)]
 
-    predictor = forge_api.load_predictor(forge_api.Artifact.load(work / "minilm-int8"), {"batch_size": 1})
-    loop_rate(predictor, rows[:50])  # warm up
-    batched, looped = [], []
-    for repeat in range(args.repeats):
-        batched.append(forge_predict_rate(work / "minilm-int8", data, work, args.batch_size))
-        looped.append(loop_rate(predictor, rows))
-        print(f"repeat {repeat + 1}: forge predict {batched[-1]:.0f} rows/s, loop {looped[-1]:.0f} rows/s",
-              flush=True)
-    predictor.close()
-    ratio = statistics.median(batched) / statistics.median(looped)
-    print(f"\nMiniLM-L6 int8 ONNX, {args.rows} SST-2 rows, median of {args.repeats}:")
-    print(f"  forge predict (batch {args.batch_size}): {statistics.median(batched):.0f} rows/s")
-    print(f"  model called per row in a loop:          {statistics.median(looped):.0f} rows/s")
-    print(f"  ratio {ratio:.2f}x → goal >= 3x {'met' if ratio >= 3 else 'NOT met'}")
-
     from tiny_models import make_tiny_bert_classifier_base, make_tiny_classifier_artifact
 
     base = make_tiny_bert_classifier_base(work / "tiny-bert")
     make_tiny_classifier_artifact(work / "tiny-clf", base)
     forge("export", "tiny-clf", "--format", "onnx", "--quantize", "int8", "-o", "tiny-int8", cwd=work)
+    if args.rows:
+        for name, label in (("minilm-int8", "MiniLM-L6 int8 ONNX"), ("tiny-int8", "tiny BERT (2x32) int8 ONNX")):
+            compare(work / name, label, data, rows, work, args)
+
     print("\npeak RSS of forge predict (tiny int8 classifier, CSV in, JSONL out, chunks of 10,000 rows):")
-    for n in (int(x) for x in args.rss_rows.split(",")):
+    for n in (int(x) for x in args.rss_rows.split(",") if x):
         big = write_texts(work / f"big-{n}.csv", n, texts)
         measured = forge("predict", "tiny-int8", "-i", big.name, "-o", f"big-{n}.jsonl", "--batch-size", "64",
                          cwd=work, peak_rss=True)

@@ -73,7 +73,7 @@ def test_cli_reference_matches_the_commands():
     for name, command in group.commands.items():  # a group (forge registry) is documented per subcommand
         subcommands = getattr(command, "commands", None)
         commands.update({f"{name} {sub}": c for sub, c in subcommands.items()} if subcommands else {name: command})
-    assert "registry promote" in commands
+    assert "registry promote" in commands and "data scan" in commands
     for name, command in commands.items():
         real = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]
                 if opt.startswith("--") and opt != "--help"}

@@ -241,7 +241,7 @@ def test_run_eval_suites_evaluate_at_the_end(forge_cli):
     assert gate.returncode == 2 and "within>>2" in gate.stderr and "does not parse" in gate.stderr
 
 
-def test_registry_references_go_through_forge_registry(tmp_path, monkeypatch):
+def test_registry_references_go_through_forge_registry(tmp_path, monkeypatch, mlflow_uri):
     """``models:/`` references resolve through forge.registry.resolve and results are recorded with record_eval
     (a stand-in module here: the registry itself has its own tests)."""
     from forge.artifacts import ArtifactResult, write_artifact_manifest
@@ -260,6 +260,7 @@ def test_registry_references_go_through_forge_registry(tmp_path, monkeypatch):
     fake.record_eval = lambda resolved, data: recorded.append((resolved.version, data["suite"]))
     monkeypatch.setitem(sys.modules, "forge.registry", fake)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # the stand-in version is not in it: nothing logged
     assert open_artifact("models:/clf/3").path == model
     evaluator = Evaluator(name="const", accepts=("scalar",),
                           evaluate=lambda artifact, request: EvalResult(metrics={"m": 1.0}))

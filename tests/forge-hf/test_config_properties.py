@@ -93,6 +93,18 @@ def wrong_values(info: Any) -> list[str]:
             values.append("abc")
         if "min_length" in limits or any(_bounds(_members_metadata(m)) for m in members):
             values.append("[]")
+        if str in kinds:  # one source or a list of them (data mixtures): a list of numbers is neither
+            values += ["[1, 2]", "[]"]
+    for member in members:  # numbers inside a list: each item is checked too
+        if typing.get_origin(member) is list:
+            item = typing.get_args(member)[0]
+            if set(_flat(item)) & {int, float}:
+                values.append("[nan]")
+                inner = _bounds(_members_metadata(item))
+                if "ge" in inner:
+                    values.append(f"[{inner['ge'] - 1}]")
+                if "le" in inner:
+                    values.append(f"[{inner['le'] + 1}]")
     if bool in kinds and len(kinds - {type(None)}) == 1:
         values.append("maybe")
     if str in kinds and list not in kinds and dict not in kinds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -174,3 +175,26 @@ def test_forecast_page_draws_the_series_in_a_browser(browser, forge_cli, tmp_pat
         browser.find_element("id", "fc-history").send_keys("oops\n")
         browser.find_element("id", "fc-send").click()
         wait_for(browser, lambda d: "history line 25" in text_of(d, "error"))
+
+
+def test_chat_page_stop_button_ends_a_long_reply(browser, forge_cli, lm_artifact, tmp_path):
+    endless = tmp_path / "endless"  # EOS never comes: only Stop ends the reply before 3000 tokens
+    shutil.copytree(lm_artifact, endless)
+    config = json.loads((endless / "generation_config.json").read_text())
+    (endless / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": 100_000}))
+    with Server(forge_cli, endless) as server:
+        browser.get(server.url + "/")
+        maximum = browser.find_element("id", "chat-max")
+        maximum.clear()
+        maximum.send_keys("3000")
+        browser.find_element("id", "chat-input").send_keys("tell me everything\n")
+        wait_for(browser, lambda d: len(d.execute_script(
+            "return document.querySelector('#log .msg.assistant').textContent")) > 20)  # streaming has begun
+        assert browser.find_element("id", "chat-send").get_attribute("disabled")
+        browser.find_element("id", "chat-stop").click()
+        wait_for(browser, lambda d: d.find_elements("css selector", "#log .msg.assistant[data-done]"), timeout=10)
+        assert text_of(browser, "error") == ""
+        assert not browser.find_element("id", "chat-send").get_attribute("disabled")
+        shown = browser.execute_script("return document.querySelector('#log .msg.assistant').textContent")
+        time.sleep(0.5)  # nothing more arrives after Stop
+        assert browser.execute_script("return document.querySelector('#log .msg.assistant').textContent") == shown

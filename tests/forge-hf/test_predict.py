@@ -170,3 +170,21 @@ def test_causal_lm_prompts(forge_cli, tiny_lm):
     out = read_jsonl(forge_cli.cwd / "gen.jsonl")
     assert [o["row"] for o in out] == [1, 2] and all(isinstance(o["text"], str) and o["tokens"] <= 4 for o in out)
     assert read_jsonl(forge_cli.cwd / "gen.jsonl.errors.jsonl")[0]["row"] == 3
+
+
+def test_forecaster_requests(forge_cli):
+    series = "date,value\n" + "".join(f"{2000 + i // 12}-{i % 12 + 1:02d}-01,{100 + i + 10 * (i % 12 > 5)}\n"
+                                      for i in range(60))
+    (forge_cli.cwd / "s.csv").write_text(series)
+    forge_cli("run", "--recipe", "stat-forecast", "--data", "s.csv", "--set", "horizon=6", "--no-tracking", "-o",
+              "stat", check=True)
+    rows = [{"horizon": 3}, {"horizon": 2, "level": [90]}, {"horizon": 0}]
+    (forge_cli.cwd / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = forge_cli("predict", "stat", "-i", "q.jsonl", "-o", "f.jsonl")
+    assert result.returncode == 4, result.stderr
+    out = read_jsonl(forge_cli.cwd / "f.jsonl")
+    assert [len(o["forecast"]) for o in out] == [3, 2]
+    assert out[0]["forecast"][0]["timestamp"].startswith("2005-01-01") and "hi_95" in out[0]["forecast"][0]
+    assert set(out[1]["forecast"][0]) == {"timestamp", "value", "lo_90", "hi_90"}
+    assert read_jsonl(forge_cli.cwd / "f.jsonl.errors.jsonl") == [
+        {"row": 3, "error": "horizon: Input should be greater than or equal to 1"}]

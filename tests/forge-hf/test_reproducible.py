@@ -13,7 +13,7 @@ COMMON = ["--set", "per_device_train_batch_size=2", "--no-tracking"]
 
 
 def tensors(artifact):
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file
 
     files = sorted(artifact.rglob("*.safetensors"))
     assert files, f"no weights under {artifact}"
@@ -21,12 +21,15 @@ def tensors(artifact):
 
 
 def assert_identical(a, b):
+    import torch
+
     ta, tb = tensors(a), tensors(b)
     assert ta.keys() == tb.keys()
     for name in ta:
         assert ta[name].keys() == tb[name].keys()
         for key in ta[name]:
-            assert ta[name][key].tobytes() == tb[name][key].tobytes(), f"{name}:{key} differs between two runs"
+            a, b = (t[name][key].contiguous().view(-1).view(torch.uint8) for t in (ta, tb))  # the bits, any dtype
+            assert torch.equal(a, b), f"{name}:{key} differs between two runs"
 
 
 @pytest.mark.parametrize("recipe", ["sft", "qlora", "dpo", "grpo", "classify"])
@@ -41,6 +44,10 @@ def test_same_seed_same_weights(forge_cli, tiny_lm, tiny_bert, recipe):
         data = write_jsonl(forge_cli.cwd / "q.jsonl", CHAT)
         args = ["--model", tiny_lm, "--set", "max_steps=2", "--set", "num_generations=2",
                 "--set", "max_completion_length=6", "--set", "reward_funcs=[length]"]
+    elif recipe == "qlora":  # bitsandbytes' CPU eval path needs dims >= its block size: no eval on the tiny model
+        data = write_jsonl(forge_cli.cwd / "c.jsonl", CHAT)
+        args = ["--model", tiny_lm, "--set", "max_steps=2", "--set", "eval_split=0",
+                "--set", "lora_target_modules=[q_proj,v_proj]"]
     else:
         data = write_jsonl(forge_cli.cwd / "c.jsonl", CHAT)
         args = ["--model", tiny_lm, "--set", "max_steps=2"]

@@ -38,7 +38,7 @@ def test_sft_lora_chat(forge_cli, tiny_lm):
     m = manifest(run)
     assert m["status"] == "completed"
     assert m["provider"]["name"] == "hf" and m["provider"]["source"] == "local"
-    assert m["dataset"]["format"] == "messages" and m["dataset"]["train_records"] == 12
+    assert m["dataset"]["format"] == "chat" and m["dataset"]["train_records"] == 12
     assert m["dataset"]["tokens"]["min"] > 10
     assert m["artifact"]["kind"] == "causal-lm-adapter"
     files = {f["path"] for f in m["artifact"]["files"]}
@@ -74,15 +74,16 @@ def test_sft_csv_and_parquet(forge_cli, tiny_lm):
 
 @pytest.mark.parametrize(("content", "message"), [
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": 3}\n',
-     "d.jsonl:2: field 'messages' must be a string or a list of messages, got int"),
+     "d.jsonl:2: field 'messages' must be a list of messages, got int"),
     ('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "  "}\n',
      "d.jsonl:2: field 'completion' is empty"),
     ('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', "d.jsonl:2: missing field 'completion'"),
     ('{"text": "a"}\n{"text": "b"\n', "d.jsonl:2: not valid JSON (Expecting ',' delimiter at column 13)"),
     ('{"tex": "a"}\n',
-     "d.jsonl:1: expected a 'messages' list, 'prompt' and 'completion', or 'text' (found fields: tex)"),
+     "d.jsonl:1: expected 'messages' (chat), 'conversations' (ShareGPT), 'instruction' and 'output' (Alpaca), "
+     "'input' and 'output', 'prompt' and 'completion', or 'text' (found fields: tex)"),
     ('{"messages": [{"role": "user", "content": "hi"}]}\n',
-     "d.jsonl:1: the last message must be the assistant's (it is what the model learns to write)"),
+     "d.jsonl:1: the last message must be the assistant's (it is what the model learns to write), got 'user'"),
 ])
 def test_bad_data_is_one_line_with_file_and_line(forge_cli, tiny_lm, content, message):
     (forge_cli.cwd / "d.jsonl").write_text(content)

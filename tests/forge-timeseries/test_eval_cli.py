@@ -53,3 +53,20 @@ def test_backtest_through_forge_eval(tmp_path, mlflow_uri):
     mase_row = next(line for line in table.splitlines() if line.startswith("mase "))
     assert mase_row.split()[-2:] == ["0", "no"]
     assert "gate mase<=baseline: passed" in again.stdout
+
+
+@pytest.mark.slow
+def test_eval_suites_at_the_end_of_a_tracked_run(tmp_path, mlflow_uri):
+    write_series(tmp_path / "s.csv")
+    (tmp_path / "c.yaml").write_text(
+        "recipe: stat-forecast\ndata: s.csv\nhorizon: 6\nmodels: [AutoETS]\neval_suites:\n"
+        "  - suite: backtest\n    data: s.csv\n    options: {n_windows: 2, baselines: []}\n    gates: ['mase<0.001']\n")
+    result = forge(tmp_path, mlflow_uri, "run", "-c", "c.yaml", "-o", "r")
+    assert result.returncode == 3, result.stderr
+    manifest = json.loads((tmp_path / "r" / "forge.json").read_text())
+    assert manifest["status"] == "completed" and manifest["evals"][0]["passed"] is False
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient(tracking_uri=mlflow_uri).get_run(manifest["mlflow"]["run_id"])
+    assert run.data.metrics["eval/mase"] == pytest.approx(manifest["evals"][0]["metrics"]["mase"])
+    assert run.info.status == "FINISHED"

@@ -144,3 +144,22 @@ def test_read_panel_interleaved_rows_and_errors(tmp_path):
     with pytest.raises(DataError, match=r"p.csv:3: empty series id in column 'store'"):
         read_panel(write_panel(tmp_path / "p.csv", ["a,2020-01-01,1", ",2020-02-01,2"]), "date", "value", [],
                    "store")
+
+
+def test_series_read_from_arrow_files_like_parquet(tmp_path):
+    """Arrow IPC files and streams are read wherever a table is (issue 10)."""
+    import pyarrow as pa
+    from forge.errors import DataError
+    from forge_timeseries.series import read_series
+
+    table = pa.Table.from_pylist([{"date": f"2020-{m:02d}-01", "value": float(m)} for m in range(1, 13)])
+    with pa.OSFile(str(tmp_path / "f.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pa.OSFile(str(tmp_path / "s.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    for name in ("f.arrow", "s.arrow"):
+        series = read_series(tmp_path / name, "date", "value", [])
+        assert len(series.values) == 12
+    (tmp_path / "bad.arrow").write_bytes(b"nope")
+    with pytest.raises(DataError, match=r"bad\.arrow: unreadable Arrow"):
+        read_series(tmp_path / "bad.arrow", "date", "value", [])

@@ -9,6 +9,8 @@
   (input size and modification time, artifact, options, chunk size) so a resume never mixes two different jobs.
 - The output appears only at the end, whole: the parts are concatenated into a temporary file renamed to the
   output. Rows that could not be predicted go to ``OUT.errors.jsonl`` (row number, id, reason).
+- Within a chunk, rows are sent to the model sorted by length (batches of similar length pad little) and written
+  back in file order.
 - A batch the predictor rejects as a whole is retried row by row, so one bad row (empty text, a wrong type) fails
   alone and the others are still predicted.
 """
@@ -140,6 +142,12 @@ def _predict_rows(predictor: Any, rows: list[tuple[int, dict[str, Any]]]) -> lis
     return [(n, answers[n]) for n, _ in rows]
 
 
+def _size(row: dict[str, Any]) -> int:
+    """Characters of text in a row: what its token count (and so its batch's padded length) grows with."""
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) if isinstance(v, (list, dict)) else 0
+               for v in row.values())
+
+
 def _reason(error: BaseException, index: int = 0) -> str:
     """The predictor's message without its position in the batch (the report gives the file's row number)."""
     text = str(error) if not isinstance(error, KeyError) else f"missing field {error}"
@@ -182,6 +190,9 @@ def run(job: PredictJob, predictor: Any, progress: Callable[..., Any] | None = N
                 if job.id_column and job.id_column in row:
                     ids[number] = row[job.id_column]
                 good.append((number, row))
+            # batches of similar length pad little (a batch is as long as its longest row): sort the chunk by a
+            # cheap size proxy, predict, and put the rows back in file order
+            good.sort(key=lambda item: _size(item[1]))
             for start in range(0, len(good), job.batch_size):
                 batch = good[start:start + job.batch_size]
                 for number, answer in _predict_rows(predictor, batch):
@@ -194,6 +205,7 @@ def run(job: PredictJob, predictor: Any, progress: Callable[..., Any] | None = N
                     bar.update(len(batch))
             if bar is not None:
                 bar.update(len(chunk) - len(good))
+            predictions.sort(key=lambda p: p["row"])
             errors.sort(key=lambda e: e["row"])
             _write_chunk(work, index, predictions, errors, kind)
             failed += len(errors)

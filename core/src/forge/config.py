@@ -24,7 +24,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -132,11 +134,17 @@ class RecipeConfig(FieldRules):
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dirs", {}).get(info.field_name)
+    context = info.context or {}
+    base = context.get("base_dirs", {}).get(info.field_name)
+    if base is None and info.field_name == "path":  # a data source in a list: relative to the config file
+        base = context.get("config_dir")
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = Path(base or Path.cwd()) / path
-    return path.resolve()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13, OSError after)
+        raise ValueError(f"{path}: symlink loop") from None
 
 
 def _existing_file(value: Path, info: ValidationInfo) -> Path:
@@ -163,6 +171,43 @@ DataFile = Annotated[Path, AfterValidator(_existing_file)]
 
 DataSource = Annotated[str, AfterValidator(_file_or_hub_name)]
 """A local data file (must exist) or a Hugging Face Hub dataset name."""
+
+
+
+class DataSpec(FieldRules):
+    """One source of a data mixture (``data:`` as a list): a file or Hub dataset, how much of it, in which format."""
+
+    path: DataSource = Field(description="data file or Hub dataset name")
+    split: str = Field("train", min_length=1, description="Hub dataset split")
+    subset: str | None = Field(None, min_length=1, description="Hub dataset configuration (subset)")
+    weight: float | None = Field(None, ge=0, description="share of the mixture among the weighted sources "
+                                                         "(normalized; their total size is the sum of their records)")
+    samples: int | None = Field(None, ge=1, description="exactly this many records (sampled, repeated if needed)")
+    format: str = Field("auto", description="this source's format (auto: detected)")
+
+    @model_validator(mode="after")
+    def _weight_or_samples(self) -> DataSpec:
+        if self.weight is not None and self.samples is not None:
+            raise ValueError("weight: give weight or samples, not both")
+        return self
+
+
+def _mixture(value: Any) -> Any:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("an empty list of data sources")
+        weights = [s.weight for s in value if s.weight is not None]
+        if weights and sum(weights) <= 0:
+            raise ValueError("the weights of the data sources sum to zero")
+    return value
+
+
+DataSources = Annotated[
+    Annotated[DataSource, Tag("source")] | Annotated[list[DataSpec], Tag("mixture")],
+    Discriminator(lambda v: "mixture" if isinstance(v, (list, tuple)) else "source"),
+    AfterValidator(_mixture),
+]
+"""One data source, or a mixture: a list of :class:`DataSpec`."""
 
 OutputPath = Annotated[Path, AfterValidator(_resolve)]
 """A path that need not exist yet, resolved like :data:`DataFile`."""
@@ -401,7 +446,8 @@ def _whole_model_error(model: type[BaseModel], error: Mapping[str, Any]) -> tupl
 def validate(model: type[BaseModel], source: ConfigSource) -> BaseModel:
     """Validate ``source`` against ``model``; raise :class:`ConfigError` listing every problem, one per field."""
     try:
-        return model.model_validate(source.values, context={"base_dirs": source.base_dirs})
+        config_dir = source.file.parent if source.file is not None else None
+        return model.model_validate(source.values, context={"base_dirs": source.base_dirs, "config_dir": config_dir})
     except ValidationError as exc:
         problems = []
         for loc, error in _one_per_field(model, exc.errors()):

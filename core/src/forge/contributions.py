@@ -48,7 +48,9 @@ class Recipe:
 
     ``config`` is a pydantic model (subclass :class:`forge.config.RecipeConfig`) validated before anything
     heavy is imported. ``train(ctx: RunContext, config) -> ArtifactResult`` writes the artifact into
-    ``ctx.artifact_dir``. ``uses_provider`` says whether ``--provider`` means anything to it.
+    ``ctx.artifact_dir``. ``uses_provider`` says whether ``--provider`` means anything to it. ``check(config, log)``,
+    when given, reads and checks the recipe's data exactly as ``train`` will (raising the same errors) without
+    loading a model: ``forge run --dry-run`` calls it; ``log(line)`` prints a line.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Recipe:
     train: Ref
     summary: str = ""
     uses_provider: bool = False
+    check: Ref | None = None
 
     kind = "recipes"
 
@@ -66,6 +69,13 @@ class Recipe:
     def run(self, ctx: Any, config: BaseModel) -> Any:
         """``ctx`` is the run's :class:`forge.RunContext` (not imported here: the run modules import this one)."""
         return resolve(self.train)(ctx, config)
+
+    def check_data(self, config: BaseModel, log: Callable[[str], None]) -> bool:
+        """Run ``check`` (what ``--dry-run`` does with the data); False when the recipe has none."""
+        if self.check is None:
+            return False
+        resolve(self.check)(config, log)
+        return True
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,17 @@ def prepare(options: EvalOptions, plugins: PluginSet | None = None) -> Prepared:
             raise ForgeError(f"--output-dir {target}: already exists and is not empty")
     else:
         target = _new_dir(evals_root(reference), evaluator.name)
+    _check_writable(target, options.output_dir is None)
     return Prepared(options, evaluator, reference, gates, data, digest, target, baseline)
+
+
+def _check_writable(target: Path, default: bool) -> None:
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        hint = "; choose another place with --output-dir" if default else ""
+        raise ForgeError(f"{target.parent}: not writable, the result cannot be kept there{hint}")
 
 
 # -- running --------------------------------------------------------------------------------------------------------
@@ -376,8 +386,8 @@ def find_stored(reference: Reference, suite: str, data_sha256: str | None,
 def mlflow_target(reference: Reference) -> tuple[str | None, str | None]:
     """The MLflow run that produced the artifact, or why there is none."""
     if reference.is_registry:
-        run_id = getattr(reference.registry, "run_id", None)
-        return (str(run_id), None) if run_id else (None, f"{reference.text} names no MLflow run")
+        run_id = getattr(reference.registry, "run_id", None) or _registry_run_id(reference.registry)
+        return (str(run_id), None) if run_id else (None, f"{reference.text}: the model version names no MLflow run")
     if reference.run_dir is None:
         return None, f"{reference.artifact.path} was not made by a forge run here (no run manifest)"
     manifest = read_manifest(reference.run_dir)
@@ -385,6 +395,18 @@ def mlflow_target(reference: Reference) -> tuple[str | None, str | None]:
     if not run_id:
         return None, f"run {reference.run_dir} was not tracked (--no-tracking)"
     return str(run_id), None
+
+
+def _registry_run_id(resolved: Any) -> str | None:
+    """The run a registered model version was made from (MLflow keeps it on the version)."""
+    try:
+        from forge.tracking import connect
+
+        mlflow = connect()
+        version = mlflow.tracking.MlflowClient().get_model_version(resolved.name, str(resolved.version))
+        return str(version.run_id) if version.run_id else None
+    except Exception:  # no store, no such version: nothing to log to
+        return None
 
 
 def _tracking_uri(reference: Reference) -> str:

@@ -282,7 +282,7 @@ def version_evals(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def stored_evals(artifact_path: Path) -> list[dict[str, Any]]:
-    """The artifact's complete eval results, oldest first (``forge.evaluation.stored_results``)."""
+    """The artifact's complete eval results, oldest first (``ARTIFACT/evals/*/eval.json``)."""
     from forge.evaluation import stored_results
 
     return list(stored_results(artifact_path))
@@ -397,8 +397,12 @@ def add(source: Path, name: str) -> dict[str, Any]:
     except MlflowException as exc:
         if not _missing(exc):
             raise ForgeError(f"registry: {name}: {_first_line(exc)}") from None
-        client.create_registered_model(name, tags={"forge.created_by": "forge registry add"})
-        created_model = True
+        try:
+            client.create_registered_model(name, tags={"forge.created_by": "forge registry add"})
+            created_model = True
+        except MlflowException as again:  # another process created it meanwhile: add to it
+            if getattr(again, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise ForgeError(f"registry: {name}: {_first_line(again)}") from None
     run_id, created_run = _source_run(client, run, name)
     try:
         info = Model.log(

@@ -107,6 +107,29 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
 
+    def log_dataset(self, source: str, sha256: str | None, fields: list[str], context: str = "training",
+                    tags: dict[str, str] | None = None) -> None:
+        """A dataset in MLflow's dataset tracking (the run page's Datasets): source (local file or Hub name),
+        digest (the sha256's first 32 hex digits; the whole one in the ``forge.sha256`` tag) and schema (fields)."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.types import ColSpec, Schema
+
+        path = Path(source)
+        if path.is_file():
+            from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+
+            dataset_source: Any = LocalArtifactDatasetSource(str(path.resolve()))
+        else:
+            from mlflow.data.sources import HuggingFaceDatasetSource  # type: ignore[attr-defined]
+
+            dataset_source = HuggingFaceDatasetSource(path=source, split="train")
+        schema = Schema([ColSpec("string", name) for name in fields]) if fields else None
+        dataset = MetaDataset(dataset_source,  # type: ignore[abstract]  # profile is optional at runtime
+                              name=path.name if path.is_file() else source,
+                              digest=(sha256 or "")[:32] or None, schema=schema)
+        all_tags = {**(tags or {}), **({"forge.sha256": sha256} if sha256 else {})}
+        self._mlflow.log_input(dataset, context=context, tags=all_tags)
+
     def end(self, status: str) -> None:
         self._mlflow.end_run(status=status)
 

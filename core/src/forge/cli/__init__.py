@@ -27,7 +27,7 @@ app = typer.Typer(
 
 
 def _register_builtin_commands() -> None:
-    from forge.cli import chat, env, export, init, list_plugins, predict, registry, run, serve
+    from forge.cli import chat, data, env, export, init, list_plugins, predict, registry, run, serve
     from forge.cli import eval as eval_cli
 
     app.command("run", context_settings={"help_option_names": ["-h", "--help"]})(run.run)
@@ -39,6 +39,7 @@ def _register_builtin_commands() -> None:
     app.command("chat")(chat.chat)
     app.command("predict")(predict.predict)
     app.command("env")(env.env)
+    app.add_typer(data.app, name="data")
     app.add_typer(registry.app, name="registry")
 
 

@@ -14,6 +14,7 @@ format a server plugin serves, with the server's chat template, stop handling an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -116,7 +117,7 @@ class Chat:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         finally:
-            stream.close()  # also when the reader stops early (Ctrl-C): the server stops generating
+            stream.close()  # also on Ctrl-C: the connection closes, and a server that notices stops generating
 
     def reply(self, text: str) -> None:
         import openai
@@ -235,6 +236,9 @@ def chat(
         raise ForgeError("give either an ARTIFACT to load or --url of a running server, not both" if artifact
                          else "give an ARTIFACT (run or artifact directory) or --url of a running server")
     interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):  # line editing and history for input(), where the platform has it
+            import readline  # noqa: F401
     overrides = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     with ExitStack() as stack:
         if url is not None:

@@ -15,7 +15,8 @@ def run(
     output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Run directory (default runs/RECIPE-TIME)."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a config key: key=value (repeatable)."),
     provider: str = typer.Option(None, "--provider", "-p", help="Model provider (hf, unsloth); default: best."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved config, read and check the data, and exit."),
     resume: Path = typer.Option(
         None, "--resume", help="Continue an unfinished run (RUN_DIR; bare --resume: the latest one)."
     ),

@@ -50,7 +50,7 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
         return _follow(options, plugins)
     plan = plan_run(options, plugins)
     if options.dry_run:
-        sys.stdout.write(plan.describe())
+        dry_run(plan)
         return RunOutcome("dry-run", None, 0)
     with StopRequests() as stop:  # from here on, Ctrl-C/SIGTERM end the run as "interrupted", in every phase
         checkpoint = None
@@ -75,6 +75,19 @@ def execute(options: RunOptions, plugins: PluginSet | None = None) -> RunOutcome
             return _train(plan, ctx, record, tracker)
         finally:
             record.release()
+
+
+def dry_run(plan: Plan) -> None:
+    """``--dry-run``: print the resolved plan (stdout), then read and check the data as the run would (the
+    recipe's ``check``; lines on stderr). Bad data raises the run's own DataError (exit 2)."""
+    sys.stdout.write(plan.describe())
+    sys.stdout.flush()
+    quiet_libraries()
+
+    def log(line: str) -> None:
+        print(f"[forge] {line}", file=sys.stderr, flush=True)
+
+    plan.recipe.item.check_data(plan.config, log)
 
 
 def _start_tracking(record: RunRecord, plan: Plan) -> Any:
@@ -185,12 +198,49 @@ def _finish(ctx: RunContext, record: RunRecord, tracker: Any, status: str, mlflo
     for warning in record.data.get("warnings", []):
         ctx.log(warning)
     if tracker is not None:
+        _log_datasets(tracker, record.data, ctx.log)
         for path in (record.path, plot, ctx.run_dir / "config.yaml"):
             if path is not None and path.exists():
                 tracker.log_artifact(path)
         tracker.end(mlflow_status)
     if close:
         ctx.close()
+
+
+def _log_datasets(tracker: Any, manifest: dict[str, Any], log: Any) -> None:
+    """The run's data files in MLflow's dataset tracking, tagged with what the recipe found (format, records, PII);
+    a redacted copy is logged as the training dataset with its parent's sha256, the source as ``source``."""
+    from forge import datafiles
+
+    found = manifest.get("dataset") or {}
+    pii = manifest.get("pii") or {}
+    redacted = pii.get("redacted")
+    for entry in manifest.get("data") or []:
+        source = str(entry.get("path") or entry.get("hub"))
+        tags = {"forge.field": entry["field"]}
+        if entry["field"] == "data":
+            if found.get("format"):
+                tags["forge.format"] = str(found["format"])
+            records = sum(int(found.get(k) or 0) for k in ("train_records", "eval_records"))
+            if records:
+                tags["forge.records"] = str(records)
+            if pii:
+                tags["forge.pii"] = f"{pii.get('policy')}: " + (", ".join(
+                    f"{n} {k}" for k, n in sorted((pii.get("found") or {}).items())) or "none found")
+        try:
+            first = next(datafiles.iter_source(source))[0] if entry.get("path") else {}
+            fields = [str(k) for k in first]
+        except Exception:  # the file changed or went away since the run started: log it without a schema
+            fields = []
+        context = "source" if redacted and entry["field"] == "data" else \
+            ("evaluation" if "eval" in entry["field"] else "training")
+        try:
+            tracker.log_dataset(source, entry.get("sha256"), fields, context=context, tags=tags)
+            if redacted and entry["field"] == "data":
+                tracker.log_dataset(redacted["path"], redacted["sha256"], fields, context="training",
+                                    tags={**tags, "forge.parent_sha256": str(redacted["parent"].get("sha256"))})
+        except Exception as exc:  # tracking is a record of the run, not a reason to fail it
+            log(f"mlflow: could not log dataset {source}: {exc}")
 
 
 class StopRequests:

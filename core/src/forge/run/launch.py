@@ -22,7 +22,9 @@ def launch(options: RunOptions, argv: list[str], nproc: int) -> int:
         raise ConfigError(f"--nproc-per-node {nproc}: must be at least 1")
     plan = plan_run(options, get_plugins())
     if options.dry_run:
-        sys.stdout.write(plan.describe())
+        from forge.run.engine import dry_run
+
+        dry_run(plan)
         return 0
     args = _strip_option(argv, "--nproc-per-node")
     if options.resume is None and options.output_dir is None:

@@ -168,11 +168,15 @@ def data_files(config: Any) -> list[dict[str, Any]]:
     for key, value in config.model_dump().items():
         if not (key == "data" or key.endswith("_data") or key.endswith("_file")) or value is None:
             continue
-        path = Path(str(value))
-        if path.exists():
-            found.append({"field": key, "path": str(path), "sha256": sha256_path(path)})
-        else:
-            found.append({"field": key, "hub": str(value)})
+        for item in value if isinstance(value, list) else [value]:  # a mixture: one entry per source
+            name = item.get("path") if isinstance(item, dict) else item
+            path = Path(str(name))
+            if path.is_file():
+                found.append({"field": key, "path": str(path), "sha256": sha256_path(path)})
+            elif path.exists() or path.is_symlink():  # a FIFO, a device, a directory: the recipe refuses it
+                found.append({"field": key, "path": str(path), "sha256": None})
+            else:
+                found.append({"field": key, "hub": str(name)})
     return found
 
 

@@ -27,15 +27,20 @@ def register_providers(register: forge.Register) -> None:
 def register_recipes(register: forge.Register) -> None:
     recipes = "forge_hf.recipes"
     register(forge.Recipe(name="sft", config=f"{recipes}.sft:SFTRecipeConfig", train=f"{recipes}.sft:train",
+                          check=f"{recipes}.sft:check_data",
                           uses_provider=True, summary="supervised fine-tuning (TRL SFTTrainer), LoRA or full"))
     register(forge.Recipe(name="qlora", config=f"{recipes}.qlora:QLoRARecipeConfig", train=f"{recipes}.qlora:train",
+                          check=f"{recipes}.sft:check_data",
                           uses_provider=True, summary="LoRA on a 4-bit NF4 base; best available provider"))
     register(forge.Recipe(name="dpo", config=f"{recipes}.dpo:DPORecipeConfig", train=f"{recipes}.dpo:train",
+                          check=f"{recipes}.dpo:check_data",
                           uses_provider=True, summary="preference tuning (TRL DPOTrainer), LoRA or full"))
     register(forge.Recipe(name="grpo", config=f"{recipes}.grpo:GRPORecipeConfig", train=f"{recipes}.grpo:train",
+                          check=f"{recipes}.grpo:check_data",
                           uses_provider=True, summary="RL with reward functions (TRL GRPOTrainer)"))
     register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
                           train=f"{recipes}.classify:train", uses_provider=True,
+                          check=f"{recipes}.classify:check_data",
                           summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
 
 

@@ -126,12 +126,9 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     if not len(confidence):
         return float("nan")
     which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total / len(confidence))
+    # |B| · |accuracy(B) − confidence(B)| = |Σ_B correct − Σ_B confidence|
+    gap = np.bincount(which, weights=correct, minlength=bins) - np.bincount(which, weights=confidence, minlength=bins)
+    return float(np.abs(gap).sum() / len(confidence))
 
 
 def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:

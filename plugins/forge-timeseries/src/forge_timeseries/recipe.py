@@ -31,7 +31,7 @@ ModelName = Literal["AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
 class SeriesConfig(RecipeConfig):
     """The data contract and split both forecasting recipes share."""
 
-    data: DataFile = Field(description="CSV/TSV/Parquet with a time column and a target column")
+    data: DataFile = Field(description="CSV/TSV/Parquet/Arrow with a time column and a target column")
     time_column: str = Field("date", min_length=1)
     target: str = Field("value", min_length=1)
     id_column: str | None = Field(None, min_length=1, description="column naming the series of each row (many "
@@ -43,7 +43,7 @@ class SeriesConfig(RecipeConfig):
     fill: Literal["error", "interpolate", "ffill"] = Field("error", description="what to do with missing steps")
     levels: list[float] = Field([80.0, 95.0], min_length=1, max_length=10,
                                 description="prediction interval levels, percent")
-    n_jobs: int = Field(0, ge=0, description="worker processes for the statistical models (0: one per core)")
+    n_jobs: int = Field(0, ge=0, le=1024, description="worker processes for the statistical models (0: one per core)")
 
     @field_validator("levels")
     @classmethod
@@ -68,10 +68,10 @@ class ForecastConfig(SeriesConfig):
                                                                   "(past values only)")
     window: int = Field(24, ge=2, description="past steps the model sees")
     log_transform: bool = Field(False, description="model log(values): multiplicative seasonality")
-    lstm_units: list[Annotated[int, Field(ge=1)]] = Field([128, 64], min_length=1, description="units of each "
-                                                          "stacked LSTM layer")
+    lstm_units: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        [128, 64], min_length=1, description="units of each stacked LSTM layer")
     dropout: float = Field(0.2, ge=0, lt=1)
-    dense_units: int = Field(32, ge=1)
+    dense_units: int = Field(32, ge=1, le=65_536)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(16, ge=1)

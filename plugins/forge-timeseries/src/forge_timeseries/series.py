@@ -44,9 +44,24 @@ class Series:
         return f"{self.source}: {self.name}" if self.id is not None else self.source
 
 
+def _read_arrow(path: Path) -> pd.DataFrame:
+    """An Arrow IPC file (Feather v2) or stream (what ``datasets`` saves)."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                return pa.ipc.open_file(source).read_all().to_pandas()
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return pa.ipc.open_stream(source).read_all().to_pandas()
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: unreadable Arrow ({exc})") from None
+
+
 def _read_table(path: Path) -> tuple[list[dict[str, Any]], list[int], list[str]]:
-    if path.suffix.lower() == ".parquet":
-        frame = pd.read_parquet(path)
+    if path.suffix.lower() in (".parquet", ".arrow"):
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else _read_arrow(path)
         return frame.to_dict("records"), list(range(1, len(frame) + 1)), [str(c) for c in frame.columns]
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -71,7 +86,7 @@ def read_panel(path: Path, time_column: str, target: str, covariates: list[str],
     """Read a file of one series (``id_column`` None) or of many (rows of a series in time order, series may be
     interleaved); every series on the same regular grid. Raise DataError naming file, line and series."""
     rows, lines, header = _read_table(path)
-    parquet = path.suffix.lower() == ".parquet"
+    parquet = path.suffix.lower() in (".parquet", ".arrow")
     wanted = [time_column, target, *covariates] + ([id_column] if id_column else [])
     missing = [c for c in wanted if c not in header]
     if missing:

@@ -11,6 +11,7 @@ measure accuracy after quantization).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     TrainingFields,
     attention,
     check_device,
@@ -39,7 +41,7 @@ class ClassifyConfig(TrainingFields):
     label_column: str = Field("label", min_length=1)
     label_names: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None, min_length=2, description="names for integer labels 0..n-1, or the label order (at least two, distinct)")
-    max_length: int = Field(128, ge=8)
+    max_length: int = Field(128, ge=8, le=MAX_TOKENS)
     num_train_epochs: float = Field(3.0, gt=0, description="passes over the training data (when max_steps is -1)")
     per_device_train_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
@@ -59,6 +61,13 @@ class ClassifyConfig(TrainingFields):
         if self.text_column == self.label_column:
             raise ValueError(f"label_column: '{self.label_column}' is also the text_column")
         return self
+
+
+def check_data(config: ClassifyConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the texts and labels exactly as the run does."""
+    texts, _, names, _ = read_labelled(config)
+    log(f"data: {len(texts):,} labelled texts ({len(names)} labels) from "
+        f"{training_data.display_name(str(config.data))}; checked")
 
 
 def read_labelled(config: ClassifyConfig) -> tuple[list[str], list[int], list[str], list[str]]:

@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from forge_hf.recipes.choices import OPTIMIZER_PACKAGES, Attention, FsdpOption, Optimizer, Scheduler
 
+MAX_TOKENS = 1 << 20  # a bound on token lengths: far past any model's context, inside what tokenizers take
+
 
 class TrainingFields(RecipeConfig):
     """Fields every forge-hf recipe takes (same names and meaning as transformers' ``TrainingArguments``)."""

@@ -2,20 +2,24 @@
 
     forge run --recipe dpo --model smollm2-135m-instruct --data prefs.jsonl --set beta=0.1 --set max_steps=50
 
-Data: ``prompt``, ``chosen``, ``rejected``, each a string or a list of chat messages. With LoRA the reference
+Data: ``prompt``, ``chosen``, ``rejected``, each a string or a list of chat messages, or ``chosen``/``rejected`` as
+full conversations sharing a prompt (chat-pair; docs/data.md). With LoRA the reference
 model is the base with adapters disabled (no second copy in memory).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
+from forge.config import DataSources
 from forge.run.context import RunContext
 from pydantic import Field
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -27,25 +31,32 @@ from forge_hf.recipes.common import (
 
 
 class DPORecipeConfig(TrainingFields, LoraFields):
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list of "
+        "{path, split, subset, weight | samples, format} (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
+                                                            "replaces the eval_split hold-out")
     beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
-    max_length: int = Field(1024, ge=8)
+    max_length: int = Field(1024, ge=8, le=MAX_TOKENS)
     learning_rate: float = Field(5e-5, gt=0)
+    format: training_data.PreferenceFormat = Field(
+        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
+        "full conversations sharing a prompt; auto: detected (docs/data.md)")
+    pii: training_data.PiiPolicy = Field(
+        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
+        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows = training_data.read_rows(config.data)
-    training_data.validate(rows, training_data.check_fields("prompt", "chosen", "rejected"))
-    records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.records]
-    for record, where in zip(records, rows.where, strict=True):
-        if isinstance(record["prompt"], list) != isinstance(record["chosen"], list):
-            from forge.errors import DataError
-
-            raise DataError(f"{where}: 'prompt' and 'chosen' must both be strings or both be message lists")
-    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
-    ctx.log(f"data: {len(rows)} preference pairs from {rows.source}; train {len(train)}, eval {len(held)}")
-    ctx.record(dataset={"format": "preference", "train_records": len(train), "eval_records": len(held)})
+    train, held, kind = training_data.prepare_records(ctx, config, "preference")
+    ctx.record(dataset={"format": kind, "train_records": len(train), "eval_records": len(held)})
     return train, held
+
+
+def check_data(config: DPORecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
+    training_data.check_records(config, "preference", log)
 
 
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:

@@ -11,6 +11,7 @@ number equals the answer's), or ``package.module:function``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from forge.artifacts import ArtifactResult
@@ -19,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -35,9 +37,9 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
     reward_weights: list[float] | None = Field(None, min_length=1, description="one weight per reward function "
                                                "(default: all 1)")
     format_pattern: str = Field(r"####\s*-?[\d,.]+\s*$", description="regex for the 'format' reward")
-    target_length: int = Field(200, ge=1, description="characters, for the 'length' reward")
-    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
-    max_completion_length: int = Field(64, ge=1)
+    target_length: int = Field(200, ge=1, le=10_000_000, description="characters, for the 'length' reward")
+    num_generations: int = Field(4, ge=2, le=1024, description="completions sampled per prompt (the group)")
+    max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
     learning_rate: float = Field(1e-5, gt=0)
@@ -79,17 +81,26 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
         return names
 
 
-def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
+def read_prompts(config: GRPORecipeConfig) -> list[dict[str, Any]]:
     rows = training_data.read_rows(config.data)
     if "messages" in rows.records[0]:
         training_data.validate(rows, training_data.check_sft("messages"))
-        records = [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
-    else:
-        training_data.validate(rows, training_data.check_fields("prompt"))
-        records = rows.records
-    ctx.log(f"data: {len(records)} prompts from {rows.source}")
+        return [{"prompt": r["messages"][:-1], "answer": r["messages"][-1]["content"]} for r in rows.records]
+    training_data.validate(rows, training_data.check_fields("prompt"))
+    return rows.records
+
+
+def prepare(ctx: RunContext, config: GRPORecipeConfig) -> list[dict[str, Any]]:
+    records = read_prompts(config)
+    ctx.log(f"data: {len(records):,} prompts from {training_data.display_name(config.data)}")
     ctx.record(dataset={"format": "prompts", "train_records": len(records)})
     return records
+
+
+def check_data(config: GRPORecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the prompts exactly as :func:`prepare` does."""
+    records = read_prompts(config)
+    log(f"data: {len(records):,} prompts from {training_data.display_name(config.data)}; checked")
 
 
 def load_rewards(config: GRPORecipeConfig) -> list[Any]:

@@ -2,22 +2,26 @@
 
     forge run --recipe sft --model smollm2-135m-instruct --data train.jsonl --set max_steps=100
 
-Data: chat ``messages`` (the loss falls on the last assistant turn), ``prompt``/``completion`` (loss on the
-completion), or plain ``text``. The tokenizer's chat template formats chat data.
+Data (docs/data.md): chat ``messages`` (OpenAI style, tool calls included), ShareGPT ``conversations``, Alpaca
+``instruction``/``input``/``output``, ``input``/``output``, ``prompt``/``completion`` or plain ``text``, detected
+per file (``format`` overrides). Chat-like formats train on the last assistant turn; the tokenizer's chat template
+formats them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataSource
+from forge.config import DataSources
 from forge.run.context import RunContext
 from pydantic import Field
 
 from forge_hf import training_data
 from forge_hf.recipes.common import (
+    MAX_TOKENS,
     LoraFields,
     TrainingFields,
     causal_lm_request,
@@ -35,9 +39,18 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
     """Config of ``sft`` (and, with other defaults, ``qlora``). Defaults: packaged SmolLM2 and example chat data."""
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local model directory, .gguf file or alias")
-    data: DataSource = Field(EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet file or Hub dataset name")
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        EXAMPLE_CHAT, description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list of "
+        "{path, split, subset, weight | samples, format} (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
+                                                            "replaces the eval_split hold-out")
+    format: training_data.SftFormat = Field(
+        "auto", description="data format; auto: detected from the first record's fields (docs/data.md)")
+    pii: training_data.PiiPolicy = Field(
+        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
+        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
 
-    max_length: int = Field(1024, ge=8, description="truncate tokenized examples to this many tokens")
+    max_length: int = Field(1024, ge=8, le=MAX_TOKENS, description="truncate tokenized examples to this many tokens")
     packing: bool | Literal["auto"] = Field(
         "auto", description="pack several examples into each max_length sequence (bfd: padding-free, examples kept "
         "whole); auto: on with a CUDA GPU, off on CPU (docs/benchmarks.md)")
@@ -49,15 +62,15 @@ class SFTRecipeConfig(TrainingFields, LoraFields):
 
 def prepare(ctx: RunContext, config: SFTRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Read and validate the data; return (train, eval) records in a TRL dataset format, and that format."""
-    rows = training_data.read_rows(config.data)
-    kind = training_data.detect_sft_format(rows)
-    training_data.validate(rows, training_data.check_sft(kind))
-    records = [training_data.to_prompt_completion(r) if kind == "messages" else r for r in rows.records]
-    columns = ("prompt", "completion") if kind != "text" else ("text",)
-    records = [{c: r[c] for c in columns} for r in records]
-    train, held = training_data.split_holdout(records, config.eval_split, config.seed)
-    ctx.log(f"data: {len(rows)} records ({kind}) from {rows.source}; train {len(train)}, eval {len(held)}")
+    train, held, kind = training_data.prepare_records(ctx, config, "sft")
+    train = [training_data.to_prompt_completion(r) if "messages" in r else r for r in train]
+    held = [training_data.to_prompt_completion(r) if "messages" in r else r for r in held]
     return train, held, kind
+
+
+def check_data(config: SFTRecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the data exactly as :func:`prepare` does, keeping nothing."""
+    training_data.check_records(config, "sft", log)
 
 
 def resolve_packing(config: SFTRecipeConfig) -> bool:
@@ -95,7 +108,8 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     ):
         from forge.errors import DataError
 
-        raise DataError(f"{config.data}: chat data needs a tokenizer with a chat template; {config.model} has none")
+        raise DataError(f"{training_data.describe_data(config.data)}: chat data needs a tokenizer with a chat "
+                        f"template; {config.model} has none")
     lengths = token_lengths(tokenizer, train_records + eval_records)
     stats = {"format": kind, "train_records": len(train_records), "eval_records": len(eval_records),
              "tokens": training_data.length_stats(lengths), "truncated": sum(n > config.max_length for n in lengths)}
