@@ -31,13 +31,48 @@ def pick_server(plugins: PluginSet, kind: str, name: str | None) -> Registered:
     return accepting[0]
 
 
+def read_key_file(path: str) -> str:
+    """The key in ``path``: its first line, stripped (so ``echo KEY > file`` works); one line when unreadable."""
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        if not file.is_file():
+            raise ForgeError(f"--api-key-file {path}: not a file")
+        with file.open("rb") as handle:
+            raw = handle.read(4097)
+    except OSError as error:
+        raise ForgeError(f"--api-key-file {path}: cannot read it ({error.strerror})") from None
+    if len(raw) > 4096:
+        raise ForgeError(f"--api-key-file {path}: over 4096 bytes; it should hold only the key")
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ForgeError(f"--api-key-file {path}: not UTF-8 text") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ForgeError(f"--api-key-file {path}: empty; put the key on its first line")
+    return key
+
+
 def serve_settings(flags: dict[str, object]) -> ServeSettings:
-    """The flags as :class:`ServeSettings`, every bad one reported at once (``--port 0: port: ...``), exit 2."""
+    """The flags as :class:`ServeSettings`, every bad one reported at once (``--port 0: port: ...``), exit 2.
+    The key: ``--api-key``, else ``--api-key-file``, else ``FORGE_API_KEY`` (giving two flags is an error)."""
     source = ConfigSource()
+    flags = dict(flags)
+    key_file = flags.pop("--api-key-file", None)
+    if key_file is not None:
+        if flags.get("--api-key") is not None:
+            raise ForgeError("--api-key and --api-key-file: give one of them")
+        flags["--api-key"] = read_key_file(str(key_file))
     for flag, value in flags.items():
-        if flag == "--api-key" and value is None:
+        if flag == "--api-key" and key_file is not None:
+            where = f"--api-key-file {key_file}"
+        elif flag == "--api-key" and value is None:
             value = os.environ.get("FORGE_API_KEY") or None
             where = "FORGE_API_KEY"
+        elif flag == "--api-key":
+            where = "--api-key"  # never echo the key itself
         else:
             where = f"{flag} {value}"
         if value is not None:
@@ -52,11 +87,18 @@ def serve(
     server: str = typer.Option(None, "--server", help="Server name, when several take this kind."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    api_key: str = typer.Option(None, "--api-key", help="Require this key (Bearer or X-API-Key); env FORGE_API_KEY."),
+    api_key: str = typer.Option(None, "--api-key", help="Require this key (Bearer or X-API-Key); visible in ps, "
+                                                        "prefer --api-key-file or env FORGE_API_KEY."),
+    api_key_file: str = typer.Option(None, "--api-key-file", help="Require the key on this file's first line."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Reject larger request bodies (413)."),
     max_batch_size: int = typer.Option(16, "--max-batch-size", help="Micro-batch at most this many requests."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Wait at most this long to fill a micro-batch."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Give up on a request after this long (504)."),
+    max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting beyond this many get 429 + Retry-After."),
+    read_timeout_s: float = typer.Option(5.0, "--read-timeout-s",
+                                         help="Headers, then body, must arrive within this long (cut / 408)."),
+    keep_alive_s: float = typer.Option(5.0, "--keep-alive-s", help="Close idle keep-alive connections after this."),
+    grace_s: float = typer.Option(5.0, "--grace-s", help="On SIGTERM, wait at most this long for requests."),
 ) -> None:
     """Serve an artifact over HTTP. Example: forge serve runs/sft-1 --port 8000"""
     from forge.references import resolve_reference
@@ -64,6 +106,8 @@ def serve(
     settings = serve_settings({
         "--host": host, "--port": port, "--api-key": api_key, "--max-body-bytes": max_body_bytes,
         "--max-batch-size": max_batch_size, "--max-wait-ms": max_wait_ms, "--timeout-s": timeout_s,
+        "--max-queue": max_queue, "--read-timeout-s": read_timeout_s, "--keep-alive-s": keep_alive_s,
+        "--grace-s": grace_s, "--api-key-file": api_key_file,
     })
     plugins = get_plugins()
     served = {k for r in plugins.all("servers") for k in r.item.accepts}
@@ -73,7 +117,16 @@ def serve(
     loaded = reference.artifact
     chosen = pick_server(plugins, loaded.kind, server)
     app = chosen.item.build(loaded, settings)
-    import uvicorn
+    from forge.serving.runner import LOOPBACK
+    from forge.serving.runner import serve as run_server
 
+    if settings.api_key is None and host not in LOOPBACK:
+        typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use the "
+                   "model; set FORGE_API_KEY or --api-key-file", err=True)
     typer.echo(f"serving {loaded.kind} from {loaded.path} with {chosen.qualified} on http://{host}:{port}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    try:
+        run_server(app, settings)
+    except ForgeError:
+        raise
+    except Exception as error:  # the model failed to load in the background
+        raise ForgeError(f"{loaded.path}: cannot serve it: {type(error).__name__}: {error}") from None

@@ -3,8 +3,12 @@
 - ``/health`` (process is up) and ``/ready`` (model loaded), never behind the API key;
 - optional API key: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time → 401;
 - request bodies larger than ``max_body_bytes`` → 413 (counted as they arrive, so chunked uploads too);
-- requests slower than ``timeout_s`` → 504; invalid requests → 422 naming the field;
-- ``/metrics``: request counts and latencies per route, Prometheus text format;
+- a body that does not arrive within ``read_timeout_s`` → 408 (a header that does not: the connection is closed,
+  :class:`GuardedH11Protocol`);
+- requests slower than ``timeout_s`` → 504; invalid requests → 422 naming the field (strings that cannot be encoded,
+  such as lone surrogates, too); any other failure → a JSON 500, never a plain-text page;
+- ``/metrics``: request counts and latency histograms per route, plus whatever gauges and counters a server adds
+  (queue depth, rejections), Prometheus text format;
 - ``/``: the playground page fitted to the server (:mod:`forge.serving.playground`), open like ``/health``.
 Errors use one JSON shape: ``{"error": {"message", "type", "param", "code"}}`` (OpenAI's).
 """
@@ -12,24 +16,41 @@ Errors use one JSON shape: ``{"error": {"message", "type", "param", "code"}}`` (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forge.serving.settings import ServeSettings
 
-OPEN_PATHS = {"/", "/health", "/ready", "/docs", "/openapi.json"}
+OPEN_PATHS = {"/", "/health", "/ready"}  # /docs, /redoc and /openapi.json need the key when there is one
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               413: "request_too_large", 422: "invalid_request_error", 503: "service_unavailable",
-               504: "timeout"}
+               408: "timeout", 413: "request_too_large", 422: "invalid_request_error",
+               429: "rate_limit_exceeded", 500: "server_error", 503: "service_unavailable", 504: "timeout"}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def encodable(value: str) -> str:
+    """Strings a model can take: JSON may carry lone surrogates (``"\\ud800"``), which no tokenizer encodes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"contains a character that cannot be encoded as UTF-8 (a lone surrogate) at position "
+                         f"{error.start}") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(encodable)]
+"""``str`` for request models: a lone surrogate is a 422 naming the field, not a 500 in the tokenizer."""
 
 
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
@@ -38,12 +59,37 @@ def error_body(status: int, message: str, param: str | None = None) -> dict[str,
 
 
 def error_response(status: int, message: str, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _BodyTooSlow(StarletteHTTPException):
+    """An HTTP exception so that the route's body parsing passes it on (FastAPI turns other errors into 400)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"request body not received within {seconds} s", headers={"Connection": "close"})
+
+
+class QueueFull(Exception):
+    """Raised by a server's queue when it is full: answered as 429 with ``Retry-After``."""
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        super().__init__("server busy")
+        self.retry_after_s = retry_after_s
+
+
+def busy_response(retry_after_s: float) -> JSONResponse:
+    seconds = max(1, int(retry_after_s + 0.999))
+    return error_response(429, f"server busy: too many requests waiting; retry after {seconds} s",
+                          headers={"Retry-After": str(seconds)})
+
+
+def not_ready_response() -> JSONResponse:
+    return error_response(503, "the model is still loading", headers={"Retry-After": "2"})
 
 
 class GuardMiddleware:
@@ -71,14 +117,25 @@ class GuardMiddleware:
             return
         seen = 0
         started = False
+        body_done = False
+        loop = asyncio.get_running_loop()
+        body_deadline = loop.time() + self.settings.read_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:
+                return await receive()
+            try:  # the whole body within read_timeout_s: a client trickling bytes holds nothing for long
+                message = await asyncio.wait_for(receive(), max(0.0, body_deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise _BodyTooSlow(self.settings.read_timeout_s) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise _BodyTooLarge
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -91,53 +148,127 @@ class GuardMiddleware:
         except _BodyTooLarge:
             if not started:
                 await error_response(413, f"request body over {limit} bytes")(scope, receive, send)
+        except _BodyTooSlow as error:  # raised where nothing turned it into a response
+            if not started:
+                await error_response(408, str(error.detail), headers=error.headers)(scope, receive, send)
+
+
+class TimingMiddleware:
+    """Requests whose response has not started after ``timeout_s`` → 504 (a stream, once started, is bounded by its
+    generation's own deadline); every request observed in the metrics. Plain ASGI: no task group around ``receive``,
+    so the guard's 408 reaches the route as an HTTP error."""
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begun = time.perf_counter()
+        status = 500
+        response_started = asyncio.Event()
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+        waiter = asyncio.ensure_future(response_started.wait())
+        try:
+            done, _ = await asyncio.wait({task, waiter}, timeout=self.settings.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                if not response_started.is_set():
+                    status = 504
+                    await error_response(504, f"request took longer than {self.settings.timeout_s} s")(
+                        scope, receive, send)
+            else:
+                await task
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+            route = scope.get("route")
+            self.metrics.observe(scope.get("method", "?"), getattr(route, "path", "unmatched"), status,
+                                 time.perf_counter() - begun)
 
 
 class RequestMetrics:
+    """Request counts and latency histograms per route, and the gauges/counters a server registers."""
+
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str, int], int] = defaultdict(int)
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self.buckets: dict[tuple[str, str], list[int]] = {}
+        self.gauges: dict[str, tuple[str, str, Callable[[], float]]] = {}
         self.started = time.time()
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
         self.counts[(method, path, status)] += 1
         self.seconds[(method, path)] += seconds
+        counts = self.buckets.setdefault((method, path), [0] * len(LATENCY_BUCKETS))
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                counts[i] += 1
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float], kind: str = "gauge") -> None:
+        """Export ``read()`` as ``name`` (``kind`` gauge or counter) on every scrape."""
+        self.gauges[name] = (kind, help_text, read)
 
     def render(self) -> str:
-        lines = ["# TYPE forge_requests_total counter"]
+        lines = ["# HELP forge_requests_total requests answered, by route and status",
+                 "# TYPE forge_requests_total counter"]
         for (method, path, status), n in sorted(self.counts.items()):
             lines.append(f'forge_requests_total{{method="{method}",path="{path}",status="{status}"}} {n}')
-        lines.append("# TYPE forge_request_seconds_sum counter")
-        for (method, path), s in sorted(self.seconds.items()):
-            lines.append(f'forge_request_seconds_sum{{method="{method}",path="{path}"}} {s:.6f}')
-        lines.append(f"forge_uptime_seconds {time.time() - self.started:.1f}")
+        lines += ["# HELP forge_request_seconds request latency, by route", "# TYPE forge_request_seconds histogram"]
+        totals: dict[tuple[str, str], int] = defaultdict(int)
+        for (method, path, _), n in self.counts.items():
+            totals[(method, path)] += n
+        for (method, path), counts in sorted(self.buckets.items()):
+            labels = f'method="{method}",path="{path}"'
+            for bound, n in zip(LATENCY_BUCKETS, counts, strict=True):
+                lines.append(f'forge_request_seconds_bucket{{{labels},le="{bound}"}} {n}')
+            lines.append(f'forge_request_seconds_bucket{{{labels},le="+Inf"}} {totals[(method, path)]}')
+            lines.append(f"forge_request_seconds_sum{{{labels}}} {self.seconds[(method, path)]:.6f}")
+            lines.append(f"forge_request_seconds_count{{{labels}}} {totals[(method, path)]}")
+        for name, (kind, help_text, read) in sorted(self.gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {float(read()):g}"]
+        lines += ["# TYPE forge_uptime_seconds gauge", f"forge_uptime_seconds {time.time() - self.started:.1f}"]
         return "\n".join(lines) + "\n"
 
 
 def create_base_app(title: str, settings: ServeSettings, ready: Callable[[], bool] = lambda: True,
-                    lifespan: Any = None, page: str | None = None) -> FastAPI:
+                    lifespan: Any = None, page: str | None = None,
+                    healthy: Callable[[], str | None] = lambda: None) -> FastAPI:
     """A FastAPI app with forge's health, readiness, auth, limits, timeouts, metrics and error shape.
 
     ``page`` names the playground page ``GET /`` shows (``chat``, ``classify``, ``forecast``); left out, the page
-    the app's routes call for, if any."""
+    the app's routes call for, if any. ``healthy()`` returns None, or what is wrong (``/health`` then answers 503
+    with it: a dead generation worker, a model that failed to load)."""
     app = FastAPI(title=title, lifespan=lifespan)
     metrics = RequestMetrics()
     app.state.metrics = metrics
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def time_and_limit(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        start = time.perf_counter()
-        try:
-            response = await asyncio.wait_for(call_next(request), timeout=settings.timeout_s)
-        except asyncio.TimeoutError:
-            response = error_response(504, f"request took longer than {settings.timeout_s} s")
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                        time.perf_counter() - start)
-        return response
-
+    app.add_middleware(TimingMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(GuardMiddleware, settings=settings)
+
+    @app.exception_handler(QueueFull)
+    async def busy(request: Request, exc: QueueFull) -> JSONResponse:
+        return busy_response(exc.retry_after_s)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, f"internal error: {type(exc).__name__}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -149,11 +280,14 @@ def create_base_app(title: str, settings: ServeSettings, ready: Callable[[], boo
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        problem = healthy()
+        if problem is not None:
+            return JSONResponse({"status": "unhealthy", "problem": problem}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/ready")
     async def readiness() -> JSONResponse:

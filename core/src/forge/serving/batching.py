@@ -1,11 +1,18 @@
 """Micro-batching: concurrent requests are grouped (up to ``max_batch_size``, waiting at most ``max_wait_ms``)
-and run through the model in one call, in a worker thread so the event loop stays free."""
+and run through the model in one call, in a worker thread so the event loop stays free.
+
+A request arriving while ``max_queue`` items already wait is refused at once (:class:`forge.serving.app.QueueFull`,
+answered 429 with ``Retry-After``). A batch that raises is run again one item at a time, so one bad item fails
+only its own request."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from forge.serving.app import QueueFull
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -13,16 +20,42 @@ Out = TypeVar("Out")
 
 class MicroBatcher(Generic[In, Out]):
     def __init__(self, run_batch: Callable[[list[In]], Sequence[Out]], max_batch_size: int = 16,
-                 max_wait_ms: float = 5.0) -> None:
+                 max_wait_ms: float = 5.0, max_queue: int | None = None) -> None:
         self.run_batch = run_batch
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self.rejected = 0
+        self.failed = 0
+        self.batch_seconds = 0.05  # moving average, for Retry-After
+
+    def depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def export(self, metrics: Any, prefix: str = "forge_batch") -> None:
+        """Queue depth, rejections, batches and items as gauges/counters on ``/metrics``."""
+        metrics.gauge(f"{prefix}_queue_depth", "items waiting for the model", self.depth)
+        metrics.gauge(f"{prefix}_rejected_total", "items answered 429 because the queue was full",
+                      lambda: self.rejected, kind="counter")
+        metrics.gauge(f"{prefix}_batches_total", "batches run", lambda: self.batches, kind="counter")
+        metrics.gauge(f"{prefix}_items_total", "items run", lambda: self.items, kind="counter")
+        metrics.gauge(f"{prefix}_failed_total", "items whose prediction raised", lambda: self.failed, kind="counter")
+
+    def _admit(self, count: int) -> None:
+        if self.max_queue is not None and self.depth() >= self.max_queue:
+            self.rejected += count
+            waits = (self.depth() + count) / self.max_batch_size + 1
+            raise QueueFull(retry_after_s=waits * self.batch_seconds)
 
     async def submit(self, item: In) -> Out:
+        self._admit(1)
+        return await self._enqueue(item)
+
+    async def _enqueue(self, item: In) -> Out:
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._work())
@@ -31,7 +64,8 @@ class MicroBatcher(Generic[In, Out]):
         return await future
 
     async def submit_many(self, items: list[In]) -> list[Out]:
-        return list(await asyncio.gather(*(self.submit(i) for i in items)))
+        self._admit(len(items))
+        return list(await asyncio.gather(*(self._enqueue(i) for i in items)))
 
     async def _work(self) -> None:
         assert self._queue is not None
@@ -50,15 +84,36 @@ class MicroBatcher(Generic[In, Out]):
             live = [(item, fut) for item, fut in batch if not fut.done()]
             if not live:
                 continue
+            started = time.monotonic()
             try:
                 outputs = await loop.run_in_executor(None, self.run_batch, [item for item, _ in live])
-            except Exception as exc:  # hand the failure to every waiting request
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:
+                if len(live) == 1:
+                    self.failed += 1
+                    if not live[0][1].done():
+                        live[0][1].set_exception(exc)
+                    continue
+                await self._one_by_one(live)  # only the items that fail alone fail
                 continue
+            finally:
+                self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.monotonic() - started)
             self.batches += 1
             self.items += len(live)
             for (_, fut), out in zip(live, outputs, strict=True):
                 if not fut.done():
                     fut.set_result(out)
+
+    async def _one_by_one(self, live: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        loop = asyncio.get_running_loop()
+        for item, fut in live:
+            try:
+                (out,) = await loop.run_in_executor(None, self.run_batch, [item])
+            except Exception as exc:
+                self.failed += 1
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            self.batches += 1
+            self.items += 1
+            if not fut.done():
+                fut.set_result(out)

@@ -59,11 +59,14 @@ def local_server(artifact: Artifact, server_name: str | None = None, ready_timeo
     socket_path = directory / "server.sock"
     config = uvicorn.Config(app, uds=str(socket_path), log_level="error", lifespan="on")
     server = uvicorn.Server(config)
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             server.run()
+            if getattr(app.state, "fatal", None) is not None:  # the model failed to load in the background
+                failure.append(app.state.fatal)
         except BaseException as error:  # reported to the waiting caller below
             failure.append(error)
 

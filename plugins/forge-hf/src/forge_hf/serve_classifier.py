@@ -16,15 +16,15 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import HTTPException
 from forge.artifacts import Artifact
-from forge.serving.app import create_base_app
+from forge.serving.app import create_base_app, encodable
 from forge.serving.batching import MicroBatcher
 from forge.serving.settings import ServeSettings
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 
 from forge_hf.predict import softmax  # noqa: F401  (re-exported: forge-onnx imports it from here)
 
 MAX_CHARS = 20_000
-Text = Annotated[StrictStr, Field(description="the text to classify")]
+Text = Annotated[StrictStr, AfterValidator(encodable), Field(description="the text to classify")]
 
 
 class PredictRequest(BaseModel):
@@ -46,7 +46,9 @@ def add_classifier_routes(app: Any, labels: list[str], predict_probs: Callable[[
                           settings: ServeSettings, max_chars: int = MAX_CHARS) -> None:
     """Add ``POST /predict`` and ``POST /predict/batch`` answering with label, confidence and scores."""
     batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(lambda texts: list(predict_probs(texts)),
-                                                          settings.max_batch_size, settings.max_wait_ms)
+                                                          settings.max_batch_size, settings.max_wait_ms,
+                                                          max_queue=settings.max_queue)
+    batcher.export(app.state.metrics)
     app.state.batcher = batcher
 
     def answer(probs: np.ndarray) -> dict[str, Any]:

@@ -10,8 +10,9 @@ Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` too), ``PO
 serving core's ``/health``, ``/ready`` and ``/metrics``. The HTTP layer here is shared; what differs per format is a
 small :class:`Backend`: prompt → token ids (chat template included), token ids → text, and prompt ids + sampling
 options → a stream of new token ids ending after an EOS id or at the token budget. Stop strings, incremental
-detokenisation, finish reasons and usage are the HTTP layer's, so every format answers alike. Generation runs one
-request at a time (a CPU model uses every core for one request anyway).
+detokenisation, finish reasons and usage are the HTTP layer's, so every format answers alike. The torch backend
+decodes concurrent requests together (:mod:`forge_hf.batched_generation`); ONNX Runtime and llama.cpp generate one
+request at a time.
 """
 
 from __future__ import annotations
@@ -27,39 +28,45 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi.responses import StreamingResponse
 from forge.artifacts import Artifact
 from forge.errors import ForgeError
-from forge.serving.app import create_base_app, error_response
+from forge.serving.app import QueueFull, Text, create_base_app, error_body, error_response, not_ready_response
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field
+
+MAX_STOP = 16  # stop strings per request (OpenAI takes 4)
+MAX_STOP_CHARS = 256  # characters per stop string
+MAX_PROMPTS = 16  # prompts in one /v1/completions request
+DEFAULT_MAX_PROMPT_TOKENS = 8192  # when the model does not say its context length
+StopText = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str
+    content: Text
 
 
 class SamplingFields(BaseModel):
-    model: str | None = None
+    model: Text | None = None
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOP)] | None = None
     stream: bool = False
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
 
 
 class ChatRequest(SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str]
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_PROMPTS)]
     max_tokens: int | None = Field(16, ge=1, le=4096)
 
 
@@ -149,6 +156,7 @@ class TorchBackend(HFTokenizerCodec):
         super().__init__(tokenizer)
         self.model = model
         self.stop_ids = _stop_ids(model.generation_config, tokenizer)
+        self.max_prompt_tokens = getattr(model.config, "max_position_embeddings", None)
         self.lock = threading.Lock()
 
     def stream(self, prompt_ids: list[int], options: GenerationOptions) -> Iterator[int]:
@@ -215,6 +223,7 @@ class LlamaCppBackend:
         from forge_hf.llama_cpp_runtime import LlamaCppCausalLM
 
         self.lm = LlamaCppCausalLM(path, n_ctx=n_ctx, threads=threads)
+        self.max_prompt_tokens = n_ctx - 1
         metadata = dict(self.lm.llm.metadata)
         self.chat_template = metadata.get("tokenizer.chat_template")
         vocab = self.lm.llm.n_vocab()
@@ -269,13 +278,14 @@ class TextStream:
     EOS token left out. After iteration: ``finish_reason`` and ``completion_tokens``."""
 
     def __init__(self, backend: Backend, prompt_ids: list[int], options: GenerationOptions,
-                 stop: str | list[str] | None) -> None:
+                 stop: str | list[str] | None, should_stop: Callable[[], bool] | None = None) -> None:
         self.backend = backend
         self.prompt_ids = prompt_ids
         self.options = options
         self.stops = [s for s in ([stop] if isinstance(stop, str) else list(stop or [])) if s]
         self.finish_reason = "length"
         self.completion_tokens = 0
+        self.should_stop = should_stop  # checked at every token: a client gone or out of time cancels generation
 
     def _held(self, text: str) -> int:
         """How many trailing characters of ``text`` could begin a stop string."""
@@ -289,6 +299,9 @@ class TextStream:
         text = ""
         try:
             for token in tokens:
+                if self.should_stop is not None and self.should_stop():
+                    self.finish_reason = "cancelled"
+                    return
                 self.completion_tokens += 1
                 if token in self.backend.stop_ids:
                     self.finish_reason = "stop"
@@ -323,21 +336,167 @@ def model_name(artifact: Artifact) -> str:
     return f"{artifact.path.parent.name}/{artifact.path.name}" if artifact.path.name == "artifact" else model_id
 
 
+class GenerationFailed(Exception):
+    """A generation that ended in an error: ``status`` 504 when out of time, else 500."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Job:
+    """One request's generation: run by the worker thread, its pieces handed to the request's event loop."""
+
+    text_stream: TextStream
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[tuple[str, Any]]
+    deadline: float
+    cancel: threading.Event
+
+    def send(self, kind: str, value: Any = None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+            self.loop.call_soon_threadsafe(self.out.put_nowait, (kind, value))
+
+    def stopped(self) -> bool:
+        return self.cancel.is_set() or time.monotonic() > self.deadline
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The text as it is generated; raises :class:`GenerationFailed`. Leaving early (client gone, request
+        timed out, stream closed) cancels the generation at its next token."""
+        try:
+            while True:
+                kind, value = await self.out.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            self.cancel.set()
+
+
+class GenerationWorker:
+    """The threads that run generations: one for a backend that generates one request at a time, as many as a
+    batching backend decodes together (each thread feeds one row and reads its tokens). Requests wait in a bounded
+    queue (full → :class:`QueueFull`, answered 429 with Retry-After); an exception in one generation is handed to
+    that request alone; a request cancelled or out of time stops at its next token, or is skipped if still waiting.
+    ``alive()`` is false if a thread died (``/health`` then says 503)."""
+
+    def __init__(self, max_queue: int, concurrency: int = 1) -> None:
+        self.max_queue = max_queue
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.rejected = 0
+        self.completed = 0
+        self.failed = 0
+        self.running = 0
+        self.counter_lock = threading.Lock()
+        self.mean_seconds = 1.0  # moving average of one generation's duration, for Retry-After
+        self.concurrency = max(1, concurrency)
+        self.died: str | None = None
+        self.threads = [threading.Thread(target=self._run, name=f"forge-generation-{i}", daemon=True)
+                        for i in range(self.concurrency)]
+        for thread in self.threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self.threads)
+
+    def depth(self) -> int:
+        return self.jobs.qsize()
+
+    def submit(self, text_stream: TextStream, timeout_s: float) -> Job:
+        if self.depth() >= self.max_queue:
+            self.rejected += 1
+            raise QueueFull(retry_after_s=self.mean_seconds * (self.depth() + 1) / self.concurrency)
+        cancel = threading.Event()
+        job = Job(text_stream, asyncio.get_running_loop(), asyncio.Queue(), time.monotonic() + timeout_s, cancel)
+        text_stream.should_stop = job.stopped
+        self.jobs.put(job)
+        return job
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+
+    def _run(self) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                self._serve(job)
+        except BaseException as error:  # never expected: /health reports it
+            self.died = f"generation worker died: {type(error).__name__}: {error}"
+            raise
+
+    def _serve(self, job: Job) -> None:
+        if job.stopped():  # the client left or ran out of time while waiting
+            job.send("error", GenerationFailed(504, "request timed out while waiting for the model"))
+            return
+        started = time.monotonic()
+        with self.counter_lock:
+            self.running += 1
+        try:
+            for piece in job.text_stream:
+                job.send("piece", piece)
+            if job.text_stream.finish_reason == "cancelled" and not job.cancel.is_set():
+                job.send("error", GenerationFailed(504, "request timed out during generation"))
+            else:
+                job.send("end")
+            failed = False
+        except Exception as error:  # this request's failure only
+            failed = True
+            job.send("error", GenerationFailed(500, f"generation failed: {type(error).__name__}: {error}"))
+        with self.counter_lock:
+            self.running -= 1
+            self.failed += failed
+            self.completed += not failed
+            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.monotonic() - started)
+
+
 def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend: Callable[[], Backend],
-                      model_id: str | None = None) -> Any:
-    """The FastAPI app: the OpenAI routes over the backend ``load_backend()`` returns (called once, in a worker
-    thread, at startup; ``/ready`` answers 200 after)."""
+                      model_id: str | None = None, concurrency: int = 1) -> Any:
+    """The FastAPI app: the OpenAI routes over the backend ``load_backend()`` returns. The port opens at once; the
+    backend loads in a worker thread meanwhile (``/ready`` and the generation routes answer 503 until it is loaded;
+    if loading fails the server stops and ``forge serve`` reports why, exit 2)."""
     state: dict[str, Any] = {}
     model_id = model_id or model_name(artifact)
+    worker = GenerationWorker(settings.max_queue, concurrency)
+
+    async def load(app: Any) -> None:
+        try:
+            state["backend"] = await asyncio.to_thread(load_backend)
+        except Exception as error:
+            state["fatal"] = f"the model failed to load: {type(error).__name__}: {error}"
+            app.state.fatal = error
+            stop = getattr(app.state, "stop_server", None)
+            if stop is not None:
+                stop()
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        state["backend"] = await asyncio.to_thread(load_backend)
-        state["lock"] = asyncio.Lock()
+        loading = asyncio.create_task(load(app))
         yield
+        worker.stop()
+        loading.cancel()
+
+    def healthy() -> str | None:
+        if worker.died or not worker.alive():
+            return worker.died or "generation worker is not running"
+        return state.get("fatal")
 
     app = create_base_app(f"forge {artifact.kind}", settings, ready=lambda: "backend" in state, lifespan=lifespan,
-                          page="chat")
+                          page="chat", healthy=healthy)
+    metrics = app.state.metrics
+    metrics.gauge("forge_queue_depth", "generation requests waiting for the model", worker.depth)
+    metrics.gauge("forge_generation_running", "generations running now", lambda: worker.running)
+    metrics.gauge("forge_queue_rejected_total", "requests answered 429 because the queue was full",
+                  lambda: worker.rejected, kind="counter")
+    metrics.gauge("forge_generation_failed_total", "generations that ended in an error", lambda: worker.failed,
+                  kind="counter")
+    metrics.gauge("forge_generation_completed_total", "generations completed", lambda: worker.completed,
+                  kind="counter")
+    app.state.worker = worker
     created = int(time.time())
 
     def check_model(requested: str | None) -> Any:
@@ -350,9 +509,20 @@ def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend:
         return GenerationOptions(max_new_tokens=max_new, temperature=request.temperature, top_p=request.top_p,
                                  seed=request.seed)
 
+    def prompt_problem(backend: Backend, prompt_ids: list[int], field: str) -> Any:
+        limit = int(getattr(backend, "max_prompt_tokens", None) or DEFAULT_MAX_PROMPT_TOKENS)
+        if not prompt_ids:
+            return error_response(422, f"{field}: empty after tokenisation; give some text", field)
+        if len(prompt_ids) > limit:
+            return error_response(422, f"{field}: {len(prompt_ids)} tokens; this model takes at most {limit}", field)
+        return None
+
     async def complete(text_stream: TextStream) -> str:
-        async with state["lock"]:
-            return await asyncio.to_thread(lambda: "".join(text_stream))
+        job = worker.submit(text_stream, settings.timeout_s)
+        return "".join([piece async for piece in job.pieces()])
+
+    def failure(error: GenerationFailed) -> Any:
+        return error_response(error.status, error.message)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -363,15 +533,22 @@ def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend:
     async def chat(request: ChatRequest) -> Any:
         if (problem := check_model(request.model)) is not None:
             return problem
+        if "backend" not in state:
+            return not_ready_response()
         backend: Backend = state["backend"]
         max_new = request.max_completion_tokens or request.max_tokens or 256
-        prompt_ids = backend.encode_chat([m.model_dump() for m in request.messages])
+        prompt_ids = await asyncio.to_thread(backend.encode_chat, [m.model_dump() for m in request.messages])
+        if (problem := prompt_problem(backend, prompt_ids, "messages")) is not None:
+            return problem
         text_stream = TextStream(backend, prompt_ids, options(request, max_new), request.stop)
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if request.stream:
-            return StreamingResponse(_chat_stream(state["lock"], text_stream, ident, model_id),
-                                     media_type="text/event-stream")
-        text = await complete(text_stream)
+            job = worker.submit(text_stream, settings.timeout_s)
+            return StreamingResponse(_chat_stream(job, ident, model_id), media_type="text/event-stream")
+        try:
+            text = await complete(text_stream)
+        except GenerationFailed as error:
+            return failure(error)
         used = _usage(len(prompt_ids), text_stream.completion_tokens)
         return {
             "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model_id,
@@ -384,24 +561,30 @@ def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend:
     async def completions(request: CompletionRequest) -> Any:
         if (problem := check_model(request.model)) is not None:
             return problem
+        if "backend" not in state:
+            return not_ready_response()
         backend: Backend = state["backend"]
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        if not prompts:
-            return error_response(422, "prompt: must not be empty", "prompt")
         max_new = request.max_tokens or 16
         ident = f"cmpl-{uuid.uuid4().hex[:24]}"
+        if request.stream and len(prompts) != 1:
+            return error_response(422, "prompt: streaming takes one prompt", "prompt")
+        encoded = [await asyncio.to_thread(backend.encode_text, prompt) for prompt in prompts]
+        for index, prompt_ids in enumerate(encoded):
+            field = "prompt" if isinstance(request.prompt, str) else f"prompt.{index}"
+            if (problem := prompt_problem(backend, prompt_ids, field)) is not None:
+                return problem
         if request.stream:
-            if len(prompts) != 1:
-                return error_response(422, "prompt: streaming takes one prompt", "prompt")
-            text_stream = TextStream(backend, backend.encode_text(prompts[0]), options(request, max_new),
-                                     request.stop)
-            return StreamingResponse(_completion_stream(state["lock"], text_stream, ident, model_id),
-                                     media_type="text/event-stream")
+            text_stream = TextStream(backend, encoded[0], options(request, max_new), request.stop)
+            job = worker.submit(text_stream, settings.timeout_s)
+            return StreamingResponse(_completion_stream(job, ident, model_id), media_type="text/event-stream")
         choices, used_prompt, used_new = [], 0, 0
-        for index, prompt in enumerate(prompts):
-            prompt_ids = backend.encode_text(prompt)
+        for index, prompt_ids in enumerate(encoded):
             text_stream = TextStream(backend, prompt_ids, options(request, max_new), request.stop)
-            text = await complete(text_stream)
+            try:
+                text = await complete(text_stream)
+            except GenerationFailed as error:
+                return failure(error)
             choices.append({"index": index, "text": text, "finish_reason": text_stream.finish_reason,
                             "logprobs": None})
             used_prompt, used_new = used_prompt + len(prompt_ids), used_new + text_stream.completion_tokens
@@ -412,8 +595,15 @@ def create_openai_app(artifact: Artifact, settings: ServeSettings, load_backend:
 
 
 def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    """``forge serve`` on a ``causal-lm`` / ``causal-lm-adapter`` artifact: transformers on torch."""
-    return create_openai_app(artifact, settings, lambda: TorchBackend(*load_for_inference(artifact)))
+    """``forge serve`` on a ``causal-lm`` / ``causal-lm-adapter`` artifact: transformers on torch, concurrent
+    requests decoded together (:mod:`forge_hf.batched_generation`, up to ``--max-batch-size`` rows a wave)."""
+    from forge_hf.batched_generation import BatchedTorchBackend
+
+    def load() -> Backend:
+        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=settings.max_batch_size,
+                                   max_wait_ms=settings.max_wait_ms)
+
+    return create_openai_app(artifact, settings, load, concurrency=settings.max_batch_size)
 
 
 LLAMA_CPP_MISSING = ("serving a GGUF needs llama-cpp-python, which is not installed: run `make llama-cpp` in a forge "
@@ -444,43 +634,36 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-async def _iterate_in_thread(iterator: Iterator[str]) -> AsyncIterator[str]:
-    done = object()
-    try:
-        while True:
-            piece = await asyncio.to_thread(next, iterator, done)
-            if piece is done:
-                return
-            yield piece  # type: ignore[misc]
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:  # client gone: stop generating
-            with contextlib.suppress(ValueError):  # "generator already executing": it ends at its token budget
-                await asyncio.to_thread(close)
-
-
-async def _chat_stream(lock: asyncio.Lock, text_stream: TextStream, ident: str, model_id: str
-                       ) -> AsyncIterator[str]:
+async def _chat_stream(job: Job, ident: str, model_id: str) -> AsyncIterator[str]:
+    """Server-sent events; a failure mid-stream is an ``{"error": ...}`` event, and every stream ends with
+    ``[DONE]``."""
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         return _sse({"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model_id,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
-    async with lock:
+    try:
         yield chunk({"role": "assistant", "content": ""})
-        async for piece in _iterate_in_thread(iter(text_stream)):
+        async for piece in job.pieces():
             yield chunk({"content": piece})
-        yield chunk({}, text_stream.finish_reason)
-        yield "data: [DONE]\n\n"
+        yield chunk({}, job.text_stream.finish_reason)
+    except GenerationFailed as error:
+        yield _sse(error_body(error.status, error.message))
+    finally:
+        job.cancel.set()
+    yield "data: [DONE]\n\n"
 
 
-async def _completion_stream(lock: asyncio.Lock, text_stream: TextStream, ident: str, model_id: str
-                             ) -> AsyncIterator[str]:
+async def _completion_stream(job: Job, ident: str, model_id: str) -> AsyncIterator[str]:
     def chunk(text: str, finish: str | None = None) -> str:
         return _sse({"id": ident, "object": "text_completion", "created": int(time.time()), "model": model_id,
                      "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]})
 
-    async with lock:
-        async for piece in _iterate_in_thread(iter(text_stream)):
+    try:
+        async for piece in job.pieces():
             yield chunk(piece)
-        yield chunk("", text_stream.finish_reason)
-        yield "data: [DONE]\n\n"
+        yield chunk("", job.text_stream.finish_reason)
+    except GenerationFailed as error:
+        yield _sse(error_body(error.status, error.message))
+    finally:
+        job.cancel.set()
+    yield "data: [DONE]\n\n"

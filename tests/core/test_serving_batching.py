@@ -1,0 +1,43 @@
+"""MicroBatcher: a failing batch fails only the items that fail alone; a full queue refuses at once (429)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from forge.serving.app import QueueFull
+from forge.serving.batching import MicroBatcher
+
+
+def test_one_bad_item_fails_only_its_own_request():
+    def run(items: list[str]) -> list[str]:
+        if "bad" in items:
+            raise ValueError("cannot encode")
+        return [i.upper() for i in items]
+
+    async def main() -> list[object]:
+        batcher: MicroBatcher[str, str] = MicroBatcher(run, max_batch_size=16, max_wait_ms=50)
+        return await asyncio.gather(*(batcher.submit(t) for t in ["a", "bad", "c", "d"]), return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert out[0] == "A" and out[2:] == ["C", "D"] and isinstance(out[1], ValueError)
+
+
+def test_a_full_queue_refuses_with_retry_after():
+    gate = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        gate.wait(5)
+        return items
+
+    async def main() -> tuple[list[object], int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch_size=1, max_wait_ms=0, max_queue=2)
+        tasks = [asyncio.create_task(batcher.submit(i)) for i in range(6)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True), batcher.rejected
+
+    out, rejected = asyncio.run(main())
+    refused = [o for o in out if isinstance(o, QueueFull)]
+    assert refused and rejected == len(refused) and all(r.retry_after_s > 0 for r in refused)
+    assert all(o == i for i, o in enumerate(out) if not isinstance(o, QueueFull))
