@@ -12,6 +12,7 @@ artifact's path); without it a local Ray instance is started, sized to the machi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -37,10 +38,8 @@ class _Worker:
         return {"index": list(batch["index"]), "answers": answers}
 
     def __del__(self) -> None:  # the predictor's own clean-up (sessions, temporary files)
-        try:
+        with contextlib.suppress(Exception):
             self._loaded.__exit__(None, None, None)
-        except Exception:
-            pass
 
 
 class RayEngine:
