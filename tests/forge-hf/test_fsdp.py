@@ -38,6 +38,10 @@ def test_fsdp_full_shard_on_two_cpu_processes_matches_one_process(forge_cli, tin
     name = "model.safetensors" if peft == "false" else "adapter_model.safetensors"
     with safe_open(fsdp / "artifact" / name, "pt") as a, safe_open(one / "artifact" / name, "pt") as b:
         assert sorted(a.keys()) == sorted(b.keys())
-        for key in b.keys():  # consolidated: every tensor whole, and trained the same way
-            assert a.get_tensor(key).shape == b.get_tensor(key).shape, key
-            assert a.get_tensor(key).float().allclose(b.get_tensor(key).float(), atol=1e-4), key
+        # Adam moves each weight by about lr (2e-4) per step whatever its gradient's size, so a gradient near zero
+        # whose sign differs in the last bits moves it the other way: equal within 2 steps' worth (full fine-tunes
+        # agree to 1e-4 here; LoRA's B starts at zero and its A gradients are tiny)
+        atol = 1e-4 if peft == "false" else 1e-3
+        for key in b.keys():  # noqa: SIM118 (safe_open has keys(), not __iter__)
+            assert a.get_tensor(key).shape == b.get_tensor(key).shape, key  # consolidated: every tensor whole
+            assert a.get_tensor(key).float().allclose(b.get_tensor(key).float(), atol=atol), key
