@@ -17,6 +17,7 @@ import forge
 from forge.artifacts import ArtifactResult
 from forge.config import DataFile, RecipeConfig
 from forge.models import LoadedModel, ModelRequest, ProviderUnavailable
+from forge.run.ranks import rank
 
 
 class DescentConfig(RecipeConfig):
@@ -27,6 +28,7 @@ class DescentConfig(RecipeConfig):
     checkpoint_every: int = 2
     step_seconds: float = 0.0
     data: DataFile | None = None
+    fail_on_rank: int | None = None  # that rank (of a multi-process run) raises at its first step
 
 
 def descent(ctx, config: DescentConfig) -> ArtifactResult:
@@ -37,6 +39,8 @@ def descent(ctx, config: DescentConfig) -> ArtifactResult:
         rng.setstate((state["rng"][0], tuple(state["rng"][1]), state["rng"][2]))
         ctx.log(f"resumed at step {start}")
     for step in range(start + 1, config.steps + 1):
+        if config.fail_on_rank is not None and rank() == config.fail_on_rank:
+            raise RuntimeError(f"rank {rank()} failed on purpose")
         sample = config.target + rng.gauss(0.0, config.noise)
         loss = (weight - sample) ** 2
         weight -= config.learning_rate * 2 * (weight - sample)
@@ -47,6 +51,8 @@ def descent(ctx, config: DescentConfig) -> ArtifactResult:
             ctx.save_checkpoint(step, lambda d, s=state: (d / "state.json").write_text(json.dumps(s)))
         if ctx.should_stop:
             return ArtifactResult(kind="scalar")
+    if not ctx.is_main:  # ranks > 0 of a multi-process run write nothing
+        return ArtifactResult(kind="scalar")
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     (ctx.artifact_dir / "weight.json").write_text(json.dumps({"weight": weight}))
     return ArtifactResult(kind="scalar", metrics={"final_weight": weight})

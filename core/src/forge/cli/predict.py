@@ -34,12 +34,19 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted prediction into OUTPUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT (and any unfinished prediction)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (an actor pool on Ray Data)."),
+    address: str = typer.Option(None, "--address", help="--engine ray: a running Ray cluster (default: start one)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="--engine ray: actors (default: one per CPU)."),
 ) -> None:
     """Predict a file of rows. Example: forge predict runs/classify-1 -i reviews.csv -o scored.jsonl"""
     from forge.batch import PredictJob, check, run
     from forge.cli.chat import open_reference
     from forge.config import ConfigSource, apply_overrides
 
+    if engine not in ("local", "ray"):
+        raise ForgeError(f"--engine {engine}: expected local or ray")
+    if engine == "local" and (address or workers):
+        raise ForgeError("--address/--workers: only with --engine ray")
     source = ConfigSource()
     apply_overrides(source, list(overrides))
     options: dict[str, Any] = {**source.values, "batch_size": batch_size}
@@ -56,6 +63,21 @@ def predict(
     def progress(**kw: Any) -> Any:
         return tqdm(dynamic_ncols=True, file=sys.stderr, leave=True, **kw)  # as forge run shows its bar
 
+    if engine == "ray":
+        from forge.ray_predict import RayEngine
+
+        ray_engine = RayEngine(loaded.path, options, address=address, workers=workers)
+        print(f"predicting on {ray_engine.describe()}", file=sys.stderr, flush=True)
+        try:
+            summary = run(job, None, progress=progress, engine=ray_engine)
+        except KeyboardInterrupt:
+            print(f"forge: interrupted; complete chunks are kept: rerun with --resume to continue into {output}",
+                  file=sys.stderr)
+            sys.exit(130)
+        finally:
+            ray_engine.close()
+        _report(summary, output, as_json)
+        return
     print(f"loading {loaded.kind} from {loaded.path}...", file=sys.stderr, flush=True)
     with load_predictor(loaded, options) as predictor:
         try:
@@ -64,6 +86,10 @@ def predict(
             print(f"forge: interrupted; complete chunks are kept: rerun with --resume to continue into {output}",
                   file=sys.stderr)
             sys.exit(130)
+    _report(summary, output, as_json)
+
+
+def _report(summary: Any, output: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary.as_json()))
     failed = f"; {summary.failed} failed (see {summary.errors})" if summary.failed else ""

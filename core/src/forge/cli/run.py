@@ -25,6 +25,13 @@ def run(
         1, "--nproc-per-node", min=1, max=1024,
         help="Train with N processes through torchrun (DDP: gloo on CPU, nccl on GPU).",
     ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, max=65536, help="Number of nodes (machines) in the run."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (static form; 0..NNODES-1)."),
+    rdzv_endpoint: str = typer.Option(
+        None, "--rdzv-endpoint", help="HOST:PORT where the nodes meet (torchrun c10d rendezvous)."),
+    rdzv_id: str = typer.Option(None, "--rdzv-id", help="Rendezvous id, the same on every node (default forge)."),
+    master_addr: str = typer.Option(None, "--master-addr", help="Static form: node 0's address."),
+    master_port: int = typer.Option(None, "--master-port", min=1, max=65535, help="Static form: node 0's port."),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also show libraries' progress bars, notices and warnings."
     ),
@@ -53,10 +60,15 @@ def run(
         resume=resume,
         tracking=tracking,
     )
-    if nproc_per_node != 1 and "LOCAL_RANK" not in os.environ:
+    from forge.run.launch import Topology
+
+    topology = Topology(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, master_addr, master_port)
+    if "LOCAL_RANK" not in os.environ:
+        topology.check()
+    if topology.launched and "LOCAL_RANK" not in os.environ:
         from forge.run.launch import launch
 
-        code = launch(options, invocation()[1:], nproc_per_node)
+        code = launch(options, invocation()[1:], topology)
         if code:
             raise typer.Exit(code)
         return

@@ -25,7 +25,7 @@ from forge.errors import ForgeError, RunInterrupted
 from forge.plugins import PluginSet, get_plugins
 from forge.run.context import RunContext, latest_checkpoint
 from forge.run.plan import Plan, RunOptions, plan_run
-from forge.run.ranks import rank
+from forge.run.ranks import gather, rank
 from forge.run.record import RunRecord
 
 EXIT_INTERRUPTED = 130
@@ -121,6 +121,8 @@ def _follow(options: RunOptions, plugins: PluginSet) -> RunOutcome:
         stop.attach(ctx)
         try:
             plan.recipe.item.run(ctx, plan.config)
+            if not ctx.should_stop:
+                gather()  # rank 0 records every rank's place in the run
         except (KeyboardInterrupt, RunInterrupted):
             return RunOutcome("interrupted", plan.run_dir, EXIT_INTERRUPTED)
         finally:
@@ -150,6 +152,9 @@ def _train(plan: Plan, ctx: RunContext, record: RunRecord, tracker: Any) -> RunO
         result = plan.recipe.item.run(ctx, plan.config)
         if ctx.should_stop:
             raise RunInterrupted()
+        ranks = gather()
+        if ranks is not None:
+            record.update(ranks=ranks)
         if not isinstance(result, ArtifactResult):
             raise TypeError(f"recipe {plan.recipe.qualified} returned {type(result).__name__}, not ArtifactResult")
     except (KeyboardInterrupt, RunInterrupted):

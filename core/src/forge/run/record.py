@@ -37,6 +37,7 @@ from forge.errors import ForgeError
 from forge.plugins import PluginSet
 from forge.run.context import latest_checkpoint
 from forge.run.plan import Plan
+from forge.run.ranks import launch_facts
 
 LOCK = ".lock"
 
@@ -99,7 +100,8 @@ class RunRecord:
 
     def _running(self, plugins: PluginSet) -> None:
         self.update(status="running", pid=os.getpid(), host=socket.gethostname(), error=None,
-                    plugins=plugins.versions(), world_size=int(os.environ.get("WORLD_SIZE", "1")))
+                    plugins=plugins.versions(), world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                    distributed=launch_facts())
 
     # -- writing ------------------------------------------------------------------------------------------------
     def update(self, **facts: Any) -> None:
