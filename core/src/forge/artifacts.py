@@ -69,6 +69,18 @@ def inside(root: Path, relative: str, origin: Path) -> Path:
     return target
 
 
+def fresh_directory(parent: Path, name: str) -> Path:
+    """``parent/NAME-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when taken): a new run or eval directory's path."""
+    import time
+
+    base = Path(parent) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(f"{base}-{n}")
+    return candidate
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     file = Path(path) / MANIFEST
     if not Path(path).exists():

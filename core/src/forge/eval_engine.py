@@ -124,12 +124,9 @@ def evals_root(reference: Reference) -> Path:
 
 
 def _new_dir(root: Path, suite: str) -> Path:
-    base = root / f"{suite.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = Path(f"{base}-{n}")
-    return candidate
+    from forge.artifacts import fresh_directory
+
+    return fresh_directory(root, suite.replace(":", "-"))
 
 
 def prepare(options: EvalOptions, plugins: PluginSet | None = None) -> Prepared:

@@ -7,7 +7,6 @@ starts.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,13 +134,9 @@ def choose_provider(recipe: Registered, requested: str | None, plugins: PluginSe
 
 
 def _default_run_dir(recipe: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = RUNS_DIR / f"{recipe}-{stamp}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = Path(f"{base}-{n}")
-    return candidate
+    from forge.artifacts import fresh_directory
+
+    return fresh_directory(RUNS_DIR, recipe)
 
 
 def _check_new_run_dir(path: Path) -> None:
