@@ -42,6 +42,24 @@ def register_recipes(register: forge.Register) -> None:
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
                           summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
+    register_preference_recipes(register)
+
+
+def register_preference_recipes(register: forge.Register) -> None:
+    """reward, rlhf, kto, orpo (issue 16): preference and RL recipes beside dpo and grpo."""
+    recipes = "forge_hf.recipes"
+    register(forge.Recipe(name="reward", config=f"{recipes}.reward:RewardRecipeConfig", train=f"{recipes}.reward:train",
+                          check=f"{recipes}.reward:check_data", uses_provider=True,
+                          summary="reward model on preference pairs (TRL RewardTrainer): pairwise accuracy"))
+    register(forge.Recipe(name="rlhf", config=f"{recipes}.rlhf:RLHFRecipeConfig", train=f"{recipes}.rlhf:train",
+                          check=f"{recipes}.rlhf:check_data", uses_provider=True,
+                          summary="RL against a reward model (TRL GRPO or RLOO), KL to the reference"))
+    register(forge.Recipe(name="kto", config=f"{recipes}.kto:KTORecipeConfig", train=f"{recipes}.kto:train",
+                          check=f"{recipes}.kto:check_data", uses_provider=True,
+                          summary="KTO on unpaired desirable/undesirable completions (TRL KTOTrainer)"))
+    register(forge.Recipe(name="orpo", config=f"{recipes}.orpo:ORPORecipeConfig", train=f"{recipes}.orpo:train",
+                          check=f"{recipes}.orpo:check_data", uses_provider=True,
+                          summary="reference-free preference tuning (TRL experimental ORPOTrainer)"))
 
 
 @forge.hookimpl
@@ -65,6 +83,10 @@ def register_servers(register: forge.Register) -> None:
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
+    register(forge.Server(name="reward", accepts=("reward-model",),
+                          create_app="forge_hf.serve_reward:create_reward_app",
+                          predict="forge_hf.serve_reward:reward_predictor",
+                          summary="POST /score {prompt, completion}: the reward model's score (batched)"))
 
 
 @forge.hookimpl
@@ -89,3 +111,6 @@ def register_evaluators(register: forge.Register) -> None:
                              summary="generation stops at EOS; the chat template round-trips and ends turns"))
     register(forge.Evaluator(name="lm-eval", accepts=CAUSAL_LM_KINDS, evaluate="forge_hf.eval_lmeval:evaluate",
                              summary="an lm-evaluation-harness task on a local file (needs lm-eval installed)"))
+    register(forge.Evaluator(name="pairwise-accuracy", accepts=("reward-model",),
+                             evaluate="forge_hf.eval_reward:evaluate",
+                             summary="reward model on preference pairs: share where chosen outscores rejected"))
