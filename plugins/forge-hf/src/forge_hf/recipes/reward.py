@@ -111,7 +111,7 @@ def train(ctx: RunContext, config: RewardRecipeConfig) -> ArtifactResult:
     result = train_with_resume(ctx, trainer)
     if ctx.should_stop:
         return ArtifactResult(kind=KIND)
-    trained = trainer.model
+    trained: Any = trainer.model
     if config.use_peft:
         trained = trained.merge_and_unload()  # the artifact is a plain model: servable and loadable anywhere
     trained.eval()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from forge.artifacts import ArtifactResult
 from forge.errors import ConfigError
@@ -40,7 +40,7 @@ POLICY_KINDS = ("causal-lm", "causal-lm-adapter")
 
 
 class RLHFRecipeConfig(GRPORecipeConfig):
-    reward_model: str = Field(  # type: ignore[assignment]  # required here
+    reward_model: str = Field(  # required here
         description="the reward model: a reward-model run or artifact directory (forge run --recipe reward)")
     algorithm: Literal["grpo", "rloo", "ppo"] = Field(
         "grpo", description="TRL online trainer: grpo (group-relative advantages) or rloo (leave-one-out baseline); "
@@ -179,7 +179,7 @@ def train(ctx: RunContext, config: RLHFRecipeConfig) -> ArtifactResult:
     merge = adapter is not None and config.use_peft
     if merge:
         # the new adapter sits on base + sft adapter, a model no directory holds: save the merged whole instead
-        trainer.model = trainer.model.merge_and_unload()
+        trainer.model = cast(Any, trainer.model).merge_and_unload()
         kind = "causal-lm"
     extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft and not merge)
     extra["base_model"] = source
