@@ -37,7 +37,7 @@ def register_recipes(register: forge.Register) -> None:
                           uses_provider=True, summary="preference tuning (TRL DPOTrainer), LoRA or full"))
     register(forge.Recipe(name="grpo", config=f"{recipes}.grpo:GRPORecipeConfig", train=f"{recipes}.grpo:train",
                           check=f"{recipes}.grpo:check_data",
-                          uses_provider=True, summary="RL with reward functions (TRL GRPOTrainer)"))
+                          uses_provider=True, summary="RL with reward functions or a reward model (TRL GRPOTrainer)"))
     register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
@@ -53,7 +53,7 @@ def register_preference_recipes(register: forge.Register) -> None:
                           summary="reward model on preference pairs (TRL RewardTrainer): pairwise accuracy"))
     register(forge.Recipe(name="rlhf", config=f"{recipes}.rlhf:RLHFRecipeConfig", train=f"{recipes}.rlhf:train",
                           check=f"{recipes}.rlhf:check_data", uses_provider=True,
-                          summary="RL against a reward model (TRL GRPO or RLOO), KL to the reference"))
+                          summary="RL against a reward model (TRL GRPO/RLOO) with KL to the reference"))
     register(forge.Recipe(name="kto", config=f"{recipes}.kto:KTORecipeConfig", train=f"{recipes}.kto:train",
                           check=f"{recipes}.kto:check_data", uses_provider=True,
                           summary="KTO on unpaired desirable/undesirable completions (TRL KTOTrainer)"))
