@@ -206,6 +206,10 @@ def test_sft_reward_rlhf_path_on_smollm2(smollm_sft_run, tmp_path, mlflow_uri):
     assert m["status"] == "completed" and m["artifact"]["kind"] == "causal-lm"  # sft adapter + rlhf LoRA, merged
     assert {"first_reward", "final_reward", "final_kl"} <= set(m["metrics"])
     assert (tmp_path / "rl" / "rlhf_curves.png").is_file() and m["policy"]["adapter"].startswith(str(smollm_sft_run))
-    result = forge_run(tmp_path, mlflow_uri, "eval", "rm", "--suite", "pairwise-accuracy", "--json")
-    assert result.returncode == 0, result.stderr
-    assert 0.0 <= json.loads(result.stdout)["metrics"]["accuracy"]["value"] <= 1.0
+    from forge import EvalRequest
+    from forge.artifacts import Artifact
+    from forge_hf.eval_reward import evaluate
+
+    scored = evaluate(Artifact.load(tmp_path / "rm"), EvalRequest(data=data, output_dir=tmp_path / "ev",
+                                                                  log=lambda line: None))
+    assert len(scored.records) == 6 and 0.0 <= scored.metrics["accuracy"] <= 1.0
