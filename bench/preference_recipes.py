@@ -1,7 +1,7 @@
 """``reward`` and ``rlhf`` on real preference data, short runs on this machine.
 
     python bench/preference_recipes.py [--data ../shared/data/preference_sample.jsonl] [--train 400] \
-        [--reward-steps 40] [--rlhf-steps 16] [--max-length 256]
+        [--reward-steps 25] [--rlhf-steps 10] [--max-length 128]
 
 1. reward: the packaged SmolLM2-135M-Instruct with a one-output head (LoRA), trained by ``forge run --recipe reward``
    on the first ``--train`` pairs of a seeded shuffle, evaluated by ``forge eval --suite pairwise-accuracy`` on the
@@ -57,9 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--train", type=int, default=400)
-    parser.add_argument("--reward-steps", type=int, default=40)
-    parser.add_argument("--rlhf-steps", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--reward-steps", type=int, default=25)
+    parser.add_argument("--rlhf-steps", type=int, default=10)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
@@ -76,7 +76,9 @@ def main() -> None:
     result: dict = {"data": args.data, "train_pairs": len(train), "held_out_pairs": len(held),
                     "max_length": args.max_length, "chance": 0.5}
     result["longer_wins_accuracy"] = sum(len(r["chosen"]) > len(r["rejected"]) for r in held) / len(held)
+    print(f"longer-wins {result['longer_wins_accuracy']:.3f}", file=sys.stderr, flush=True)
     result["untrained_accuracy"] = untrained_accuracy(held, args.max_length, args.seed)
+    print(f"untrained {result['untrained_accuracy']:.3f}", file=sys.stderr, flush=True)
 
     result["reward_wall_s"] = forge(
         work, "run", "--recipe", "reward", "--model", MODEL, "--data", "train.jsonl", "--set", "eval_split=0",
@@ -91,6 +93,8 @@ def main() -> None:
     result["trained_accuracy_interval"] = [metrics["accuracy"]["low"], metrics["accuracy"]["high"]]
     result["trained_margin"] = metrics["margin"]["value"]
     result["reward_steps"] = args.reward_steps
+    print(f"trained {result['trained_accuracy']:.3f} {result['trained_accuracy_interval']}", file=sys.stderr,
+          flush=True)
     result["pairs_seen"] = args.reward_steps * 4
 
     result["rlhf_wall_s"] = forge(

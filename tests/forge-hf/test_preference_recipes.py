@@ -113,9 +113,10 @@ def test_grpo_takes_a_reward_model(reward_run, tmp_path):
     prompts = [[{"role": "user", "content": "capital of peru?"}]] * 2
     completions = [[{"role": "assistant", "content": " lima."}], [{"role": "assistant", "content": " no."}]]
     scores = rewards[0](prompts=prompts, completions=completions, answer=["x", "y"])
+    # trained on plain strings: chat prompts and completions are scored as the text the model learned
     scorer = load_scorer(reward_run / "artifact")
-    assert scores == pytest.approx(scorer.score([{"prompt": p, "completion": c}
-                                                 for p, c in zip(prompts, completions, strict=True)]), abs=1e-5)
+    assert scores == pytest.approx(scorer.score([{"prompt": "capital of peru?", "completion": " lima."},
+                                                 {"prompt": "capital of peru?", "completion": " no."}]), abs=1e-5)
     assert scores[0] != scores[1]
 
 

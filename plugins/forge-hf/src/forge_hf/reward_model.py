@@ -1,10 +1,11 @@
 """Reward models (artifact kind ``reward-model``): how a (prompt, completion) pair becomes the model's input, scoring
 in batches, and the reward function that ``rlhf``/``grpo`` hand to TRL's online trainers.
 
-One encoding everywhere (training, ``POST /score``, the ``pairwise-accuracy`` suite, RL): chat messages go through
-the tokenizer's chat template; plain strings are ``prompt + completion + EOS``, or, for a model trained on chat data,
-wrapped as one user and one assistant message. Sequences longer than ``max_length`` keep their *last* tokens: the
-score is read at the last token, so the end of the completion must stay.
+One encoding everywhere (training, ``POST /score``, the ``pairwise-accuracy`` suite, RL), decided by the data the
+model was trained on: chat data → the tokenizer's chat template (strings wrapped as one user and one assistant
+message); plain strings → ``prompt + completion + EOS`` (message lists read as their contents). Sequences longer
+than ``max_length`` keep their *last* tokens: the score is read at the last token, so the end of the completion must
+stay.
 
     scorer = load_scorer(Path("runs/reward-1/artifact"))
     scorer.score([{"prompt": "2+2?", "completion": "4"}])   # → [1.73]
@@ -43,17 +44,23 @@ def as_messages(prompt: Any, completion: Any) -> list[dict[str, Any]]:
     return [*prompt_messages, *completion_messages]
 
 
+def flatten(value: Any) -> str:
+    """Text of a side: a string as is, a message list as its contents, one per line."""
+    if _chat(value):
+        return "\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return str(value)
+
+
 def encode(tokenizer: Any, prompt: Any, completion: Any, max_length: int, chat: bool) -> list[int]:
-    """Token ids of one (prompt, completion) pair, the last ``max_length`` kept. ``chat``: the model was trained
-    on chat data (strings are wrapped as user/assistant messages)."""
-    if (chat or _chat(prompt) or _chat(completion)) and getattr(tokenizer, "chat_template", None):
+    """Token ids of one (prompt, completion) pair, the last ``max_length`` kept. The format the model was trained
+    on decides: ``chat`` (chat data): the chat template, strings wrapped as one user and one assistant message;
+    otherwise ``prompt + completion + EOS``, message lists read as their contents (so a model trained on plain
+    pairs scores chat prompts in the text it learned)."""
+    if chat and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(as_messages(prompt, completion), tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     else:
-        if _chat(prompt) or _chat(completion):  # no chat template: the contents, one turn a line
-            text = "\n".join(str(m.get("content", "")) for m in as_messages(prompt, completion))
-        else:
-            text = f"{prompt}{completion}"
+        text = f"{flatten(prompt)}{flatten(completion)}"
         eos = tokenizer.eos_token or ""
         if eos and not text.endswith(eos):
             text += eos
