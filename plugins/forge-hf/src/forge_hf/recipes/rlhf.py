@@ -53,12 +53,16 @@ class RLHFRecipeConfig(GRPORecipeConfig):
 
 def ppo_trainer() -> Any:
     """PPOTrainer wherever the installed TRL keeps it, else a one-line config error."""
+    import importlib
+    import warnings
+
     import trl
 
     for module in ("trl", "trl.experimental.ppo"):
         try:
-            found = __import__(module, fromlist=["PPOTrainer"])
-            return found.PPOTrainer
+            with warnings.catch_warnings():  # importing trl.experimental warns that its APIs are unstable
+                warnings.simplefilter("ignore")
+                return importlib.import_module(module).PPOTrainer
         except (ImportError, AttributeError):
             continue
     raise ConfigError(f"algorithm: ppo needs TRL's PPOTrainer, which the installed TRL ({trl.__version__}) does not "
