@@ -78,6 +78,12 @@ def test_reward_model_scores_serves_and_evaluates(reward_run, tmp_path):
         empty = client.post("/score", json={"prompt": "x", "completion": "  "})
         assert empty.status_code == 422 and "completion" in empty.text
 
+    import forge
+
+    with forge.load_predictor(artifact) as predictor:  # forge predict / in-process use
+        assert predictor.predict([{"prompt": "capital of peru?", "completion": " lima."}])[0]["score"] == \
+            pytest.approx(one.json()["score"], abs=1e-5)
+
     # the suite scores the held-out pairs exactly as training did: same accuracy as the run recorded
     result = evaluate(artifact, EvalRequest(data=None, output_dir=tmp_path, log=lambda line: None))
     assert result.metrics["accuracy"] == pytest.approx(m["metrics"]["eval_pairwise_accuracy"])
