@@ -42,7 +42,6 @@ def register_recipes(register: forge.Register) -> None:
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
                           summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
-    register_preference_recipes(register)
 
 
 def register_preference_recipes(register: forge.Register) -> None:
@@ -77,16 +76,16 @@ def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           predict="forge_hf.predict:causal_lm_predictor",
                           summary="OpenAI-compatible chat/completions API"))
+    register(forge.Server(name="reward", accepts=("reward-model",),
+                          create_app="forge_hf.serve_reward:create_reward_app",
+                          predict="forge_hf.serve_reward:reward_predictor",
+                          summary="POST /score {prompt, completion}: the reward model's score (batched)"))
     register(forge.Server(name="llama-cpp", accepts=("gguf-causal-lm",), create_app="forge_hf.serve_lm:create_gguf_app",
                           summary="OpenAI-compatible API on llama.cpp (needs llama-cpp-python)"))
     register(forge.Server(name="classifier", accepts=("sequence-classifier",),
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
-    register(forge.Server(name="reward", accepts=("reward-model",),
-                          create_app="forge_hf.serve_reward:create_reward_app",
-                          predict="forge_hf.serve_reward:reward_predictor",
-                          summary="POST /score {prompt, completion}: the reward model's score (batched)"))
 
 
 @forge.hookimpl
