@@ -38,6 +38,7 @@ def register_recipes(register: forge.Register) -> None:
     register(forge.Recipe(name="grpo", config=f"{recipes}.grpo:GRPORecipeConfig", train=f"{recipes}.grpo:train",
                           check=f"{recipes}.grpo:check_data",
                           uses_provider=True, summary="RL with reward functions or a reward model (TRL GRPOTrainer)"))
+    register_preference_recipes(register)
     register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
