@@ -168,6 +168,13 @@ def test_bad_input_is_one_line_before_any_model_loads(forge_cli, tiny_lm, reward
             assert not manifest(cwd / f"r{index}").get("provider")
 
 
+def test_list_plugins_shows_the_recipes_with_summaries(forge_cli):
+    listing = json.loads(forge_cli("list-plugins", "--kind", "recipes", "--json", check=True).stdout)
+    hf = next(p for p in listing["plugins"] if p["name"] == "forge-hf")
+    assert {"reward", "rlhf", "kto", "orpo"} <= set(hf["contributions"]["recipes"])
+    assert all(hf["summaries"][name] for name in ("reward", "rlhf", "kto", "orpo"))
+
+
 def test_config_and_data_checks_in_process(tmp_path, tiny_lm, reward_run):
     from forge.errors import DataError
     from forge_hf.recipes.kto import KTORecipeConfig, read_feedback
