@@ -42,6 +42,9 @@ def register_recipes(register: forge.Register) -> None:
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
                           summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
+    register(forge.Recipe(name="embed", config=f"{recipes}.embed:EmbedConfig", train=f"{recipes}.embed:train",
+                          check=f"{recipes}.embed:check_data",
+                          summary="sentence embeddings (sentence-transformers, in-batch negatives): recall@k, MRR"))
 
 
 @forge.hookimpl
@@ -65,6 +68,10 @@ def register_servers(register: forge.Register) -> None:
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
+    register(forge.Server(name="embedder", accepts=("sentence-embedder",),
+                          create_app="forge_hf.serve_embedder:create_embedder_app",
+                          predict="forge_hf.serve_embedder:embedder_predictor",
+                          summary="POST /embed: sentence embeddings, micro-batched"))
 
 
 @forge.hookimpl
@@ -80,6 +87,9 @@ def register_evaluators(register: forge.Register) -> None:
     register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
                              evaluate="forge_hf.eval_classification:evaluate",
                              summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
+    register(forge.Evaluator(name="retrieval", accepts=("sentence-embedder", "onnx-sentence-embedder"),
+                             evaluate="forge_hf.eval_retrieval:evaluate",
+                             summary="recall@k and MRR of anchors retrieving their positives (pairs/triplets)"))
     lm = "forge_hf.eval_lm"
     register(forge.Evaluator(name="perplexity", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:perplexity",
                              summary="token-weighted perplexity of completions or text (chat/text JSONL)"))

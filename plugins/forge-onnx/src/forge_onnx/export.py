@@ -39,6 +39,10 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
         raise ForgeError(f"--set {unknown[0]}: the onnx exporter takes {', '.join(sorted(OPTIONS))}")
     if artifact.kind == "sequence-classifier":
         return export_classifier(artifact, output_dir, options)
+    if artifact.kind == "sentence-embedder":
+        from forge_onnx.export_embedder import export_embedder
+
+        return export_embedder(artifact, output_dir, options)
     return export_forecaster(artifact, output_dir, options)
 
 
