@@ -11,6 +11,7 @@ import forge
 __version__ = "0.1.0"
 
 CAUSAL_LM_KINDS = ("causal-lm", "causal-lm-adapter")
+CLASSIFIER_KINDS = ("sequence-classifier", "sequence-classifier-adapter")
 
 
 @forge.hookimpl
@@ -49,7 +50,8 @@ def register_recipes(register: forge.Register) -> None:
 
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
-    register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
+    register(forge.Exporter(name="merged", accepts=("causal-lm-adapter", "sequence-classifier-adapter"),
+                            export="forge_hf.export_merged:export",
                             options="forge_hf.export_options:MergedOptions",
                             summary="LoRA merged into its base: a plain transformers model"))
     register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
@@ -64,7 +66,7 @@ def register_servers(register: forge.Register) -> None:
                           summary="OpenAI-compatible chat/completions API"))
     register(forge.Server(name="llama-cpp", accepts=("gguf-causal-lm",), create_app="forge_hf.serve_lm:create_gguf_app",
                           summary="OpenAI-compatible API on llama.cpp (needs llama-cpp-python)"))
-    register(forge.Server(name="classifier", accepts=("sequence-classifier",),
+    register(forge.Server(name="classifier", accepts=CLASSIFIER_KINDS,
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
@@ -84,7 +86,7 @@ def register_templates(register: forge.Register) -> None:
 
 @forge.hookimpl
 def register_evaluators(register: forge.Register) -> None:
-    register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
+    register(forge.Evaluator(name="classification", accepts=(*CLASSIFIER_KINDS, "onnx-sequence-classifier"),
                              evaluate="forge_hf.eval_classification:evaluate",
                              summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
     register(forge.Evaluator(name="retrieval", accepts=("sentence-embedder", "onnx-sentence-embedder"),

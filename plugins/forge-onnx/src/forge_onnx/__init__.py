@@ -10,7 +10,8 @@ __version__ = "0.1.0"
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
     register(forge.Exporter(name="onnx", accepts=("sequence-classifier", "forecaster", "causal-lm",
-                                                            "causal-lm-adapter", "sentence-embedder"),
+                                                            "causal-lm-adapter", "sentence-embedder",
+                                                            "sequence-classifier-adapter"),
                             export="forge_onnx.export:export", options="forge_onnx.export_options:OnnxOptions",
                             summary="ONNX fp32 or int8 (--quantize int8), parity-checked; LMs (KV cache), embedders"))
     register(forge.Exporter(name="service", accepts=("onnx-sequence-classifier",),
