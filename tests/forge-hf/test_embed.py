@@ -80,11 +80,18 @@ def test_embed_on_tiny_encoder_then_retrieval_suite_and_embed_server(forge_cli, 
 
     with forge.load_predictor(artifact) as predictor:
         expected = predictor.embed(["good movie", "the sad film"])
-    with Server(forge_cli, run, "--max-body-bytes", "4000") as server:
-        many = httpx.post(f"{server.url}/embed", json={"texts": ["good movie", "the sad film"]}).json()
+        assert predictor.predict([{"text": "good movie"}])[0]["embedding"] == pytest.approx(expected[0].tolist())
+
+    # the torch server's app in-process (the slow test runs a real `forge serve` of the ONNX export)
+    from fastapi.testclient import TestClient
+    from forge.serving.settings import ServeSettings
+    from forge_hf.serve_embedder import create_embedder_app
+
+    with TestClient(create_embedder_app(artifact, ServeSettings(max_body_bytes=4000))) as client:
+        many = client.post("/embed", json={"texts": ["good movie", "the sad film"]}).json()
         assert many["dimension"] == 32 and len(many["embeddings"]) == 2
         np.testing.assert_allclose(np.array(many["embeddings"]), expected, atol=1e-5)
-        one = httpx.post(f"{server.url}/embed", json={"text": "good movie"}).json()
+        one = client.post("/embed", json={"text": "good movie"}).json()
         np.testing.assert_allclose(one["embedding"], expected[0], atol=1e-5)
         for body, status, text in [
             ({"text": " "}, 422, "text: must not be empty"),
@@ -93,7 +100,7 @@ def test_embed_on_tiny_encoder_then_retrieval_suite_and_embed_server(forge_cli, 
             ({"text": "a", "texts": ["b"]}, 422, "give either 'text' (one string) or 'texts'"),
             ({"texts": ["x" * 5000]}, 413, "request body over 4000 bytes"),
         ]:
-            response = httpx.post(f"{server.url}/embed", json=body)
+            response = client.post("/embed", json=body)
             assert response.status_code == status, body
             assert text in response.json()["error"]["message"]
 
