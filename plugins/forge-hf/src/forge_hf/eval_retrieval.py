@@ -16,6 +16,7 @@ interval over queries. Records: ``{input, expected, output, rank, correct}`` (``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
     rank = (scores > target[:, None]).sum(axis=1) + 1
     top = scores.argmax(axis=1)
     metrics = metrics_from_ranks(rank, ks)
-    per_example: dict[str, list[float]] = {f"recall_at_{k}": (rank <= k).astype(float).tolist() for k in ks}
+    per_example: dict[str, Sequence[float]] = {f"recall_at_{k}": (rank <= k).astype(float).tolist() for k in ks}
     per_example["mrr"] = (1.0 / rank).tolist()
     intervals = {name: mean_interval(values, seed=request.seed) for name, values in per_example.items()}
     records = [{"input": a, "expected": documents[g], "output": documents[t], "rank": int(r), "correct": bool(r == 1),

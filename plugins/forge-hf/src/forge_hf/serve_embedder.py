@@ -121,7 +121,7 @@ def torch_embedder(artifact: Artifact) -> tuple[Callable[[list[str]], np.ndarray
         return np.asarray(model.encode(texts, batch_size=max(len(texts), 1), convert_to_numpy=True,
                                        show_progress_bar=False), dtype=np.float32)
 
-    dimension = artifact.manifest.get("dimension") or model.get_embedding_dimension()
+    dimension = artifact.manifest.get("dimension") or model.get_embedding_dimension() or 0
     return embed, int(dimension), bool(artifact.manifest.get("normalize", False))
 
 

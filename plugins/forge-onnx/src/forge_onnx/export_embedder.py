@@ -36,7 +36,7 @@ def export_embedder(artifact: Artifact, output_dir: Path, options: dict[str, Any
                          "pip install 'forge-hf[embed]' 'forge-onnx[hf]'") from None
     model = SentenceTransformer(str(artifact.path), device="cpu", model_kwargs={"use_safetensors": True}).eval()
     tokenizer = model.tokenizer
-    max_length = int(artifact.manifest.get("max_length") or model.max_seq_length)
+    max_length = int(artifact.manifest.get("max_length") or model.max_seq_length or 512)
     heldout = [json.loads(x) for x in (artifact.path / "heldout.jsonl").read_text("utf-8").splitlines() if x.strip()] \
         if (artifact.path / "heldout.jsonl").exists() else []
     sample_texts = [t for r in heldout[:8] for t in (r["anchor"], r["positive"])] or SAMPLE_TEXTS
@@ -108,7 +108,7 @@ def export_embedder(artifact: Artifact, output_dir: Path, options: dict[str, Any
     tokenizer.save_pretrained(output_dir)
     if (artifact.path / "heldout.jsonl").exists():  # evaluations of the export default to the same split
         shutil.copy(artifact.path / "heldout.jsonl", output_dir / "heldout.jsonl")
-    dimension = int(artifact.manifest.get("dimension") or model.get_embedding_dimension())
+    dimension = int(artifact.manifest.get("dimension") or model.get_embedding_dimension() or 0)
     return ArtifactResult(kind="onnx-sentence-embedder", metrics=dict(artifact.manifest.get("metrics", {})), extra={
         "dimension": dimension, "normalize": bool(artifact.manifest.get("normalize", False)),
         "max_length": max_length, "input_names": names, "output_name": "sentence_embedding",

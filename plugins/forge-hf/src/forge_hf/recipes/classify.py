@@ -50,8 +50,8 @@ LORA_LEARNING_RATE = 2e-4  # the learning rate a LoRA run takes when the config 
 class ClassifyConfig(TrainingFields, LoraFields):
     model: str = Field("minilm-l6", description="encoder or decoder (causal LM) backbone: hub id, local dir or alias "
                        "(minilm-l6: all-MiniLM-L6-v2; smollm2-135m-instruct)")
-    use_peft: bool | None = Field(None, description="train LoRA adapters and the head (default: on for decoder "
-                                  "backbones, off for encoders)")
+    use_peft: bool | None = Field(  # type: ignore[assignment]  # None: chosen by the backbone
+        None, description="train LoRA adapters and the head (default: on for decoder backbones, off for encoders)")
     text_column: str = Field("text", min_length=1)
     label_column: str = Field("label", min_length=1)
     label_names: list[Annotated[str, Field(min_length=1)]] | None = Field(

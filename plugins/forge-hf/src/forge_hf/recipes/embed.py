@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
+from forge.config import DataSource
 from forge.errors import DataError
 from forge.run.context import RunContext
 from pydantic import Field, field_validator, model_validator
@@ -48,6 +49,8 @@ class EmbedConfig(TrainingFields):
     learning_rate: float = Field(2e-5, gt=0)
     warmup_steps: float = Field(0.1, ge=0, description="steps, or a fraction of training when < 1")
     eval_split: float = Field(0.1, ge=0, lt=1, description="share of pairs held out for recall@k / MRR (0: none)")
+    eval_data: DataSource | None = Field(None, description="held-out pairs/triplets file for recall@k / MRR (same "
+                                         "columns; instead of eval_split)")
     scale: float = Field(20.0, gt=0, description="MultipleNegativesRankingLoss scale (inverse temperature) on "
                          "cosine similarities")
     mini_batch_size: int | None = Field(None, ge=1, description="use CachedMultipleNegativesRankingLoss with this "
@@ -82,11 +85,21 @@ def read_training_pairs(config: EmbedConfig) -> Pairs:
     return pairs
 
 
+def read_eval_pairs(config: EmbedConfig) -> Pairs | None:
+    if config.eval_data is None:
+        return None
+    return read_pairs(config.eval_data, config.anchor_column, config.positive_column, config.negative_column,
+                      config.max_chars)
+
+
 def check_data(config: EmbedConfig, log: Callable[[str], None]) -> None:
     """``forge run --dry-run``: read and check the pairs exactly as the run does."""
     pairs = read_training_pairs(config)
     log(f"data: {len(pairs.records):,} {'triplets' if pairs.triplets else 'pairs'} from "
         f"{training_data.display_name(str(config.data))}; checked")
+    held = read_eval_pairs(config)
+    if held is not None:
+        log(f"eval data: {len(held.records):,} records from {training_data.display_name(held.source)}; checked")
 
 
 def load_sentence_transformer(model: str, trust_remote_code: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -129,7 +142,11 @@ def encoder(model: Any, batch_size: int) -> Callable[[list[str]], Any]:
 
 def train(ctx: RunContext, config: EmbedConfig) -> ArtifactResult:
     pairs = read_training_pairs(config)
-    train_records, held = training_data.split_holdout(pairs.records, config.eval_split, config.seed)
+    evaluation = read_eval_pairs(config)
+    if evaluation is not None:
+        train_records, held = pairs.records, evaluation.records
+    else:
+        train_records, held = training_data.split_holdout(pairs.records, config.eval_split, config.seed)
     kind = "triplets" if pairs.triplets else "pairs"
     ctx.log(f"data: {len(pairs.records):,} {kind} from {training_data.display_name(str(config.data))}; "
             f"train {len(train_records):,}, held out {len(held):,}")
@@ -137,7 +154,8 @@ def train(ctx: RunContext, config: EmbedConfig) -> ArtifactResult:
         raise DataError(f"{pairs.source}: {len(train_records)} training pair after the hold-out; in-batch "
                         "negatives need at least two (more data, or a smaller eval_split)")
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
 
     from forge_hf.recipes.common import check_device, training_arguments
 
