@@ -42,7 +42,7 @@ def register_recipes(register: forge.Register) -> None:
     register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
-                          summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
+                          summary="text classification (Trainer), encoders or LLMs + LoRA: accuracy, macro-F1"))
     register(forge.Recipe(name="embed", config=f"{recipes}.embed:EmbedConfig", train=f"{recipes}.embed:train",
                           check=f"{recipes}.embed:check_data",
                           summary="sentence embeddings (sentence-transformers, in-batch negatives): recall@k, MRR"))

@@ -188,6 +188,11 @@ def train(ctx: RunContext, config: EmbedConfig) -> ArtifactResult:
         loss = losses.MultipleNegativesRankingLoss(model, scale=config.scale)
     arguments = training_arguments(ctx, config, False, model)
     arguments["batch_sampler"] = config.batch_sampler
+    import torch
+
+    if torch.cuda.is_available() and config.dtype != "fp32":  # fp32 weights, bf16/fp16 autocast (mixed precision)
+        bf16 = config.dtype == "bf16" or (config.dtype == "auto" and torch.cuda.is_bf16_supported())
+        arguments.update({"bf16": bf16, "fp16": not bf16})
     columns = ["anchor", "positive", *(["negative"] if pairs.triplets else [])]
     seed_everything(config.seed)
     trainer = SentenceTransformerTrainer(
