@@ -30,6 +30,7 @@ from forge_hf.recipes.common import (
     check_device,
     forge_callback,
     seed_everything,
+    stops_at_once,
     train_with_resume,
     training_arguments,
 )
@@ -156,6 +157,7 @@ def plot_confusion(path: Path, matrix: list[list[int]], names: list[str],
     return path
 
 
+@stops_at_once
 def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -207,6 +209,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
     extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length}
     if held and eval_set is not None:
+        ctx.log(f"evaluating on {len(held):,} held-out records")
         output = trainer.predict(eval_set)
         logits = np.asarray(output.predictions)
         scores = classification_metrics(np.asarray(output.label_ids), logits.argmax(-1), len(names))

@@ -25,6 +25,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -119,6 +120,7 @@ def load_rewards(config: GRPORecipeConfig) -> list[Any]:
     return rewards
 
 
+@stops_at_once
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
     rewards = load_rewards(config)
