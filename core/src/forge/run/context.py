@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -210,7 +210,7 @@ class RunContext:
         with self._stopping(True):
             yield
 
-    def stop_at_steps(self) -> Iterator[None]:
+    def stop_at_steps(self) -> AbstractContextManager[None]:
         """Inside a :meth:`stop_at_once` block: back to stopping at the next step (the training loop checkpoints)."""
         return self._stopping(False)
 

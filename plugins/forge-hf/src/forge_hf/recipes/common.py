@@ -347,6 +347,10 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
             return value if not math.isfinite(value) else float("nan")  # another rank's loss diverged
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.max_steps and state.global_step >= state.max_steps:
+                # resumed from the run's last step (the weights are loaded by now): the Trainer would run one
+                # step more before it looks at max_steps
+                raise AlreadyTrained()
             if state.is_world_process_zero and not verbose():
                 self.bar = ctx.progress(total=state.max_steps, initial=state.global_step, desc="training",
                                         unit="step")
@@ -448,8 +452,14 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
     if ctx.resume_from is not None:
         for callback in forge_callbacks:
             callback.loss_base = loss_before(ctx.resume_from)
-    with ctx.stop_at_steps():  # Ctrl-C/SIGTERM: checkpoint at the next step, then stop
-        result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        with ctx.stop_at_steps():  # Ctrl-C/SIGTERM: checkpoint at the next step, then stop
+            result = trainer.train(resume_from_checkpoint=resume)
+    except AlreadyTrained:
+        from transformers.trainer_utils import TrainOutput
+
+        ctx.log(f"{Path(str(resume)).name} is the run's last step: nothing left to train")
+        result = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
     if ctx.resume_from is not None and forge_callbacks and result.global_step:
         # the whole run's mean loss, as a run that never stopped reports it (the Trainer's counts only this part)
         train_loss = forge_callbacks[0].loss_total() / result.global_step
@@ -466,6 +476,10 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
                  f"MFU {summary['mfu']:.1%}" if "mfu" in summary else None]
         ctx.log("throughput: " + ", ".join(x for x in shown if x))
     return result
+
+
+class AlreadyTrained(Exception):
+    """Raised by forge's callback when a run resumes from a checkpoint of its last step."""
 
 
 LOSS_FILE = "forge-train-loss.json"  # in each checkpoint: the run's micro-batch losses summed up to it
