@@ -40,6 +40,7 @@ from forge_hf.recipes.common import (
     forge_callback,
     peft_config,
     seed_everything,
+    stops_at_once,
     train_with_resume,
     training_arguments,
 )
@@ -171,6 +172,7 @@ def plot_confusion(path: Path, matrix: list[list[int]], names: list[str],
     return path
 
 
+@stops_at_once
 def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -244,6 +246,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     if use_peft:
         extra["adapter"] = "lora"
     if held and eval_set is not None:
+        ctx.log(f"evaluating on {len(held):,} held-out records")
         output = trainer.predict(eval_set)
         logits = np.asarray(output.predictions)
         scores = classification_metrics(np.asarray(output.label_ids), logits.argmax(-1), len(names))
