@@ -480,6 +480,7 @@ def display_name(source: str) -> str:
 
 
 PII_BATCH = 256  # records scanned for PII together (pii other than ignore)
+_MESSAGES_ONLY = ("chat", "sharegpt", "alpaca", "input-output")  # formats that normalize to {"messages"} only
 
 
 def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
@@ -507,7 +508,11 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
     def flush() -> bool:
         """Scan the pending records and keep them, in order; False once there are enough problems to stop."""
         nonlocal first
-        hits = scanner.scan_records(pending)
+        if chosen in _MESSAGES_ONLY:  # {"messages": [{"role", "content"}]}: the roles are ROLES, never PII
+            texts = ["\n".join([m["content"] for m in r["messages"]]) for r in pending]
+            hits = scanner.scan_records(pending, texts=texts)
+        else:
+            hits = scanner.scan_records(pending)
         last_hit = max(hits, default=-1)
         if first is None:
             first = pending[0]
