@@ -87,9 +87,21 @@ _SHAPE_DROP = b"abcdefghijklmnopqrstuvwxyz"
 _IPV4_HINT = re.compile(rb"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")  # (?:\d{1,3}\.){3}\d{1,3} has this (a search for ".")
 _IPV6_HINT = re.compile(rb":[0-9A-Fa-f]{0,4}:")  # an IPv6 candidate has two colons this close
 _UNDERSCORE_HINT = re.compile(rb"gh[pousr]_|hf_")
+_PLUS_DIGIT = re.compile(rb"\+[0-9]")
+_WORD_OR_PLUS = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_+")
 _NON_ASCII_DIGIT = re.compile(r"[^\x00-\x7f\D]")
 _SHAPED = frozenset(("iban", "ipv6", "card", "ssn", "ipv4", "phone"))  # find() needs two digits in a row for these
 _SEPARATED = frozenset(("card", "ssn", "phone"))  # "00s0000" (or "00000000" for a card)
+
+
+def _international_phone_start(raw: bytes) -> bool:
+    """A "+" and a digit not after a word character or another "+" (_PHONE's first branch: ``(?<![\\w+])\\+\\d``;
+    "12+4" in arithmetic is not one). A byte of a non-ASCII character before it counts as a possible start."""
+    for match in _PLUS_DIGIT.finditer(raw):
+        start = match.start()
+        if start == 0 or raw[start - 1] not in _WORD_OR_PLUS:
+            return True
+    return False
 
 
 def maybe_pii(text: str, kinds: tuple[str, ...] = KINDS) -> bool:
@@ -120,7 +132,7 @@ def maybe_pii(text: str, kinds: tuple[str, ...] = KINDS) -> bool:
     if not _SEPARATED.isdisjoint(kinds) and b"0000" in shape and (
             b"00s0000" in shape or ("card" in kinds and b"00000000" in shape)):
         return True
-    if "phone" in kinds and b"+" in raw and b"+0" in shape:
+    if "phone" in kinds and b"+" in raw and _international_phone_start(raw):
         return True
     return "ipv4" in kinds and b"0s0" in shape and _IPV4_HINT.search(raw) is not None
 
