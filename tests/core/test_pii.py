@@ -136,8 +136,10 @@ def test_scan_records_matches_scan_record_across_groups():
     records[3]["messages"][1]["content"] = "mail jo@example.com"
     records[40] = {"prompt": ["x", {"y": "card 4111 1111 1111 1111"}], "completion": "ip 10.0.0.1", "n": 7}
     records[69] = "a bare string with 536-22-1234"
+    records[20]["messages"][0]["content"] = "caf\u00e9 " + NEAR_MISSES[0]  # non-ASCII digits: looked for per record
+    records[21]["messages"][0]["content"] = "caf\u00e9 12 \u20ac"  # non-ASCII, no digits of that kind
     found = pii.scan_records(records)
-    assert sorted(found) == [3, 40, 69]
+    assert sorted(found) == [3, 20, 40, 69]
     for i, record in enumerate(records):
         assert found.get(i, []) == pii.scan_record(record)
     assert [(field, f.kind) for field, f in found[40]] == [("prompt[1].y", "card"), ("completion", "ipv4")]

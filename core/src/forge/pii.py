@@ -104,13 +104,14 @@ def _international_phone_start(raw: bytes) -> bool:
     return False
 
 
-def maybe_pii(text: str, kinds: tuple[str, ...] = KINDS) -> bool:
+def maybe_pii(text: str, kinds: tuple[str, ...] = KINDS, digits_checked: bool = False) -> bool:
     """False when :func:`find` certainly finds nothing in ``text`` (a few passes of C code over its bytes); True
-    when it might. ``text`` may be many strings joined with newlines."""
+    when it might. ``text`` may be many strings joined with newlines. ``digits_checked``: the caller knows that
+    ``text`` holds no non-ASCII decimal digit (the one test here that is a regex over the text)."""
     if text.isascii():
         raw = text.encode("ascii")
     else:
-        if not _SHAPED.isdisjoint(kinds) and _NON_ASCII_DIGIT.search(text):
+        if not digits_checked and not _SHAPED.isdisjoint(kinds) and _NON_ASCII_DIGIT.search(text):
             return True
         raw = text.encode("utf-8", "surrogatepass")
     if "email" in kinds and b"@" in raw:
@@ -394,14 +395,18 @@ def scan_records(records: list[Any], kinds: tuple[str, ...] = KINDS,
     found: dict[int, list[tuple[str, Finding]]] = {}
     if texts is None:
         texts = [record_text(r) for r in records]
-    if not records or not maybe_pii("\n".join(texts), kinds):
+    # non-ASCII decimal digits are looked for once, in the non-ASCII texts only; those that have them are scanned
+    unicode_digits = set() if _SHAPED.isdisjoint(kinds) else {
+        i for i, t in enumerate(texts) if not t.isascii() and _NON_ASCII_DIGIT.search(t)}
+    if not records or (not unicode_digits and not maybe_pii("\n".join(texts), kinds, digits_checked=True)):
         return found
     for lo in range(0, len(records), _GROUP):
         hi = min(lo + _GROUP, len(records))
-        if hi - lo > 1 and not maybe_pii("\n".join(texts[lo:hi]), kinds):
+        if hi - lo > 1 and unicode_digits.isdisjoint(range(lo, hi)) and not maybe_pii(
+                "\n".join(texts[lo:hi]), kinds, digits_checked=True):
             continue
         for i in range(lo, hi):
-            if maybe_pii(texts[i], kinds):
+            if i in unicode_digits or maybe_pii(texts[i], kinds, digits_checked=True):
                 findings = [(field, f) for field, text in strings(records[i]) for f in find(text, kinds)]
                 if findings:
                     found[i] = findings
