@@ -97,8 +97,9 @@ def main() -> None:
             for pii in ("ignore", "warn"):
                 results[pii].append(measure(path, pii))
                 print(f"  pii {pii}: {results[pii][-1]}  (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-        print(f"\n{megabytes:.0f} MB JSONL, {records:,} chat records ({args.text}, 3 messages each); median of "
-              f"{args.repeats}; load average {os.getloadavg()[0]:.1f}\n")
+        shape = "3 messages each" if args.text == "generated" else "GSM8K question and answer, repeated"
+        print(f"\n{megabytes:.0f} MB JSONL, {records:,} chat records ({shape}); median of {args.repeats}; "
+              f"load average {os.getloadavg()[0]:.1f}\n")
         print("| pii | wall s | MB/s (wall) | CPU s | MB/s (CPU) | peak RSS (MB) | findings |")
         print("|---|---|---|---|---|---|---|")
         for pii, runs in results.items():
