@@ -70,16 +70,16 @@ _NUMERIC = {"ssn": _SSN, "ipv4": _IPV4, "phone": _PHONE}
 # Each test is a *necessary* condition of a kind's pattern: when all are false for a text (or for many texts joined
 # by "\n", which no needle contains), find() returns nothing for it. _SHAPE maps bytes to classes so that a
 # pattern's shape becomes a plain substring search in C: digits → "0", capitals → "A", space, hyphen and dot → "s",
-# "+" stays, the rest → "x" (a plain translate: half a nanosecond a byte; one that also deletes bytes is ten times
-# slower). "AA00" is an IBAN's start; "00s0000" is in every SSN, in a card number written in groups (of 4-6 digits)
-# and in a North American phone number; "00000000" in a card number without separators. Single characters are
-# looked for first (memchr: tens of GB/s), longer needles only when those are there, and no regex that visits every
-# position runs over ordinary text (the few regexes here start with a literal, which the engine searches for).
-# Non-ASCII text is tested as UTF-8 (its bytes map to "x"), except that a non-ASCII decimal digit (which \d matches)
-# sends the text to the full scan.
+# parentheses → "p", "+" stays, the rest → "x" (a plain translate: half a nanosecond a byte; one that also deletes
+# bytes is ten times slower). "AA00" is an IBAN's start; "s00s0000" the end of an SSN; a card number has seven
+# digits in a row or two groups of 4-6 and more ("0000s00000s0"); a North American phone number "000s000s0000" or
+# "p000s0000". Single characters are looked for first (memchr: tens of GB/s), longer needles only when those are
+# there, and no regex that visits every position runs over ordinary text (the few regexes here start with a literal,
+# which the engine searches for). Non-ASCII text is tested as UTF-8 (its bytes map to "x"), except that a non-ASCII
+# decimal digit (which \d matches) sends the text to the full scan.
 
 _SHAPE = bytearray(b"x" * 256)
-for _chars, _code in (("0123456789", "0"), ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "A"), (" -.", "s"), ("+", "+")):
+for _chars, _code in (("0123456789", "0"), ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "A"), (" -.", "s"), ("+", "+"), ("()", "p")):
     for _ch in _chars:
         _SHAPE[ord(_ch)] = ord(_code)
 _SHAPE_TABLE = bytes(_SHAPE)
@@ -90,7 +90,7 @@ _PLUS_DIGIT = re.compile(rb"\+[0-9]")
 _WORD_OR_PLUS = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_+")
 _NON_ASCII_DIGIT = re.compile(r"[^\x00-\x7f\D]")
 _SHAPED = frozenset(("iban", "ipv6", "card", "ssn", "ipv4", "phone"))  # find() needs two digits in a row for these
-_SEPARATED = frozenset(("card", "ssn", "phone"))  # "00s0000" (or "00000000" for a card)
+_SEPARATED = frozenset(("card", "ssn", "phone"))  # kinds with four digits in a row
 
 
 def _international_phone_start(raw: bytes) -> bool:
@@ -130,7 +130,11 @@ def maybe_pii(text: str, kinds: tuple[str, ...] = KINDS, digits_checked: bool = 
     if "ipv6" in kinds and b":" in raw and _IPV6_HINT.search(raw) is not None:
         return True
     if not _SEPARATED.isdisjoint(kinds) and b"0000" in shape and (
-            b"00s0000" in shape or ("card" in kinds and b"00000000" in shape)):
+            ("ssn" in kinds and b"s00s0000" in shape)  # 123-45-6789
+            or ("card" in kinds and (b"0000000" in shape or b"0000s0000s0" in shape  # 13+ digits, or groups of 4-6
+                                     or b"0000s00000s0" in shape or b"0000s000000s0" in shape))
+            or ("phone" in kinds and (b"000s000s0000" in shape or b"p000s0000" in shape  # 415-555-0132, (415)555-0132
+                                      or b"ps000s0000" in shape))):  # (415) 555-0132
         return True
     if "phone" in kinds and b"+" in raw and _international_phone_start(raw):
         return True
