@@ -6,7 +6,8 @@
 Data: ``prompt`` (string or chat messages) plus any columns the reward functions read (``answer`` for the
 built-in ``answer`` reward), or chat ``messages`` whose last assistant message becomes ``answer``.
 Rewards: ``format`` (regex ``format_pattern``), ``length`` (``target_length`` characters), ``answer`` (final
-number equals the answer's), or ``package.module:function``.
+number equals the answer's), or ``package.module:function``. ``reward_model: RUN_OR_PATH`` adds a trained
+``reward-model`` artifact (``forge run --recipe reward``) as one more reward (alone, when ``reward_funcs`` is not set).
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ from forge_hf.recipes.common import (
 from forge_hf.rewards import BUILTINS, resolve_reward
 
 
+def check_reward_model(ref: str | None) -> str | None:
+    """``reward_model`` must name a reward-model artifact (run or artifact directory): checked on its manifest, so
+    a wrong path fails at validation, before any model loads."""
+    if ref is None:
+        return None
+    from forge.errors import ForgeError
+
+    from forge_hf.reward_model import reward_artifact
+
+    try:
+        reward_artifact(ref)
+    except ForgeError as exc:
+        raise ValueError(str(exc)) from None
+    return ref
+
+
 class GRPORecipeConfig(TrainingFields, LoraFields):
     reward_funcs: list[str] = Field(["format"], min_length=1, description="built-in names or module:function")
     reward_weights: list[float] | None = Field(None, min_length=1, description="one weight per reward function "
@@ -44,6 +61,13 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (0: no reference model)")
     learning_rate: float = Field(1e-5, gt=0)
+    reward_model: str | None = Field(None, description="a reward-model run or artifact directory (recipe reward); "
+                                     "scores every completion as one more reward")
+
+    @field_validator("reward_model")
+    @classmethod
+    def _reward_model_kind(cls, ref: str | None) -> str | None:
+        return check_reward_model(ref)
 
     @field_validator("format_pattern")
     @classmethod
@@ -58,9 +82,12 @@ class GRPORecipeConfig(TrainingFields, LoraFields):
 
     @model_validator(mode="after")
     def _consistent(self) -> GRPORecipeConfig:
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-            raise ValueError(f"reward_weights: {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
-                             "reward functions")
+        if self.reward_model is not None and "reward_funcs" not in self.model_fields_set:
+            self.reward_funcs = []  # the reward model alone, unless rule-based rewards are asked for too
+        count = len(self.reward_funcs) + (self.reward_model is not None)
+        if self.reward_weights is not None and len(self.reward_weights) != count:
+            raise ValueError(f"reward_weights: {len(self.reward_weights)} weights for {count} rewards "
+                             "(reward_funcs, then the reward_model)")
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if batch % self.num_generations:
             raise ValueError(f"num_generations: per_device_train_batch_size × gradient_accumulation_steps ({batch}) "
@@ -120,10 +147,25 @@ def load_rewards(config: GRPORecipeConfig) -> list[Any]:
     return rewards
 
 
+def add_reward_model(ctx: RunContext, config: GRPORecipeConfig, rewards: list[Any]) -> None:
+    """Append the reward model's scorer to ``rewards`` (loaded before the policy: a broken artifact fails first)."""
+    if config.reward_model is None:
+        return
+    from forge_hf.reward_model import load_scorer, reward_artifact, reward_function
+
+    artifact = reward_artifact(config.reward_model)
+    ctx.log(f"reward model: {artifact.path} (base {artifact.manifest.get('base_model')})")
+    scorer = load_scorer(artifact.path, artifact.manifest, batch_size=config.per_device_train_batch_size)
+    rewards.append(reward_function(scorer))
+    ctx.record(reward_model={"reference": config.reward_model, "path": str(artifact.path.resolve()),
+                             "base_model": artifact.manifest.get("base_model")})
+
+
 @stops_at_once
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
     rewards = load_rewards(config)
+    add_reward_model(ctx, config, rewards)
     loaded = ctx.load_model(causal_lm_request(config, recipe="grpo"))
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import GRPOConfig, GRPOTrainer
@@ -142,5 +184,7 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     if history:
         metrics["final_reward"] = float(history[-1]["reward"])
     extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
-    extra["rewards"] = config.reward_funcs
+    extra["rewards"] = config.reward_funcs + (["reward_model"] if config.reward_model else [])
+    if config.reward_model:
+        extra["reward_model"] = config.reward_model
     return ArtifactResult(kind=kind, metrics=metrics, extra=extra)

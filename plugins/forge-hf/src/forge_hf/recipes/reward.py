@@ -1,0 +1,140 @@
+"""Recipe ``reward``: a reward model (sequence-classification head with one output) trained on preference pairs
+with TRL's RewardTrainer (Bradley-Terry loss: the chosen completion should score above the rejected one), LoRA by
+default.
+
+    forge run --recipe reward --model smollm2-135m-instruct --data prefs.jsonl --set max_steps=100 -o runs/rm
+
+Data: the formats ``dpo`` reads (``prompt``/``chosen``/``rejected`` strings or chat messages, or ``chosen``/``rejected``
+conversations sharing a prompt; docs/data.md). Metric: pairwise accuracy (share of held-out pairs where chosen
+scores higher; chance is 0.5) and the mean margin. The artifact (kind ``reward-model``) is a plain transformers
+sequence-classification model (LoRA merged in), with the held-out pairs (``heldout.jsonl``): served by
+``forge serve`` at ``POST /score``, evaluated by ``forge eval --suite pairwise-accuracy``, and used by
+``forge run --recipe rlhf --set reward_model=runs/rm``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from forge.artifacts import ArtifactResult
+from forge.config import DataSources
+from forge.models import ModelRequest
+from forge.run.context import RunContext
+from pydantic import Field
+
+from forge_hf import training_data
+from forge_hf.recipes.common import (
+    MAX_TOKENS,
+    LoraFields,
+    TrainingFields,
+    attention,
+    check_device,
+    forge_callback,
+    peft_config,
+    seed_everything,
+    train_with_resume,
+    training_arguments,
+)
+
+HELDOUT_KEPT = 500
+
+
+class RewardRecipeConfig(TrainingFields, LoraFields):
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        description="preference data (the formats dpo reads): file or Hub dataset name, or a mixture (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="held-out pairs (one source or a mixture); replaces "
+                                                            "the eval_split hold-out")
+    format: training_data.PreferenceFormat = Field(
+        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
+        "full conversations sharing a prompt; auto: detected (docs/data.md)")
+    pii: training_data.PiiPolicy = Field(
+        "warn", description="PII and secrets in the data: warn, ignore, block or redact (as in sft/dpo)")
+    max_length: int = Field(512, ge=8, le=MAX_TOKENS, description="tokens of prompt + completion; longer pairs keep "
+                            "their last tokens (the score is read at the end)")
+    learning_rate: float = Field(1e-4, gt=0)
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0, description="pull mean rewards toward 0 (TRL's center_rewards_coefficient; e.g. 0.01)")
+    eval_split: float = Field(0.1, ge=0, lt=1, description="share of pairs held out for pairwise accuracy (0: none)")
+
+
+def prepare(ctx: RunContext, config: RewardRecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    train, held, kind = training_data.prepare_records(ctx, config, "preference")
+    ctx.record(dataset={"format": kind, "train_records": len(train), "eval_records": len(held)})
+    return train, held, kind
+
+
+def check_data(config: RewardRecipeConfig, log: Callable[[str], None]) -> None:
+    """``forge run --dry-run``: read and check the pairs exactly as :func:`prepare` does, keeping nothing."""
+    training_data.check_records(config, "preference", log)
+
+
+def is_chat(records: list[dict[str, Any]]) -> bool:
+    return bool(records) and isinstance(records[0]["chosen"], list)
+
+
+def train(ctx: RunContext, config: RewardRecipeConfig) -> ArtifactResult:
+    from forge_hf.reward_model import KIND, Scorer, encode, pairwise
+
+    train_records, eval_records, kind = prepare(ctx, config)
+    check_device(config)
+    implementation = attention(config)
+    loaded = ctx.load_model(ModelRequest(
+        model=config.model, task="sequence-classification", dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code, seed=config.seed,
+        options={"labels": ["reward"], "recipe": "reward",
+                 **({"model_kwargs": {"attn_implementation": implementation}} if implementation else {})}))
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    model.config.pad_token_id = tokenizer.pad_token_id
+    chat = is_chat(train_records)
+
+    def tokenized(records: list[dict[str, Any]]) -> Any:
+        # Encoded here, not by the trainer: the same encoding as /score and rlhf, and over-long pairs are cut from
+        # the left instead of dropped (TRL filters them out).
+        return Dataset.from_list([
+            {"chosen_ids": encode(tokenizer, r["prompt"], r["chosen"], config.max_length, chat),
+             "rejected_ids": encode(tokenizer, r["prompt"], r["rejected"], config.max_length, chat)}
+            for r in records])
+
+    args = RewardConfig(**training_arguments(ctx, config, bool(eval_records), model), max_length=None,
+                        center_rewards_coefficient=config.center_rewards_coefficient)
+    seed_everything(config.seed)
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=tokenized(train_records),
+        eval_dataset=tokenized(eval_records) if eval_records else None, processing_class=tokenizer,
+        peft_config=peft_config(config, "SEQ_CLS") if config.use_peft else None,
+        callbacks=[forge_callback(ctx, config.nan_policy)])
+    result = train_with_resume(ctx, trainer)
+    if ctx.should_stop:
+        return ArtifactResult(kind=KIND)
+    trained: Any = trainer.model
+    if config.use_peft:
+        trained = trained.merge_and_unload()  # the artifact is a plain model: servable and loadable anywhere
+    trained.eval()
+    metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
+    if eval_records:
+        scorer = Scorer(model=trained, tokenizer=tokenizer, max_length=config.max_length, chat=chat,
+                        batch_size=config.per_device_eval_batch_size)
+        chosen, rejected = pairwise(scorer, eval_records)
+        wins = [float(c > r) for c, r in zip(chosen, rejected, strict=True)]
+        metrics["eval_pairwise_accuracy"] = sum(wins) / len(wins)
+        metrics["eval_margin"] = sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(wins)
+        ctx.log_metrics(metrics, step=trainer.state.global_step)
+        ctx.log(f"held-out pairwise accuracy {metrics['eval_pairwise_accuracy']:.3f} on {len(wins)} pairs "
+                f"(chance 0.5), mean margin {metrics['eval_margin']:.3f}")
+    if ctx.is_main:
+        out = ctx.artifact_dir
+        out.mkdir(parents=True, exist_ok=True)
+        trained.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        with (out / "heldout.jsonl").open("w", encoding="utf-8") as handle:
+            for record in eval_records[:HELDOUT_KEPT]:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    extra = {"base_model": config.model, "base_model_source": loaded.info.get("model_source"),
+             "max_length": config.max_length, "input_format": "chat" if chat else "text", "data_format": kind,
+             **({"trained_with": "lora (merged)"} if config.use_peft else {})}
+    return ArtifactResult(kind=KIND, metrics=metrics, extra=extra)

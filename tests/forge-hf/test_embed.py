@@ -1,0 +1,153 @@
+"""embed recipe (sentence-transformers, in-batch negatives), the retrieval suite, POST /embed (torch and ONNX
+Runtime) and the ONNX export of a sentence embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from support import Server
+from test_sft import manifest
+
+WORDS = ["good", "great", "love", "fine", "happy", "bad", "awful", "hate", "poor", "sad"]
+TRIPLETS = [{"anchor": f"{a} movie", "positive": f"the {a} film", "negative": f"not {b} plot"}
+            for a, b in zip(WORDS, WORDS[::-1], strict=True)]
+FAST = ["--set", "max_steps=2", "--set", "per_device_train_batch_size=4", "--set", "eval_split=0.3", "--no-tracking"]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_retrieval_metrics_rank_each_anchor_against_the_whole_corpus():
+    from forge_hf.retrieval import corpus_of, metrics_from_ranks, ranks
+
+    records = [{"anchor": "a", "positive": "p1", "negative": "n1"}, {"anchor": "b", "positive": "p2"},
+               {"anchor": "c", "positive": "p1"}]
+    documents, gold = corpus_of(records)
+    assert documents == ["p1", "p2", "n1"] and gold == [0, 1, 0]
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    docs = np.array([[2.0, 0.1], [0.1, 3.0], [1.0, 1.0]])  # unnormalised: cosine, not dot product, decides
+    rank = ranks(queries, docs, gold)
+    assert rank.tolist() == [1, 1, 3]
+    values = metrics_from_ranks(rank, [1, 2])
+    assert values == pytest.approx({"recall_at_1": 2 / 3, "recall_at_2": 2 / 3, "mrr": (1 + 1 + 1 / 3) / 3})
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([{"anchor": "good movie", "positive": "great film"}, {"anchor": "bad movie", "positive": "  "}],
+     "pairs.jsonl:2: field 'positive' is empty"),
+    ([{"query": "good movie", "positive": "great film"}],
+     "pairs.jsonl:1: missing field 'anchor' (fields: query, positive)"),
+    ([TRIPLETS[0], {"anchor": "bad movie", "positive": "awful film"}],
+     "pairs.jsonl:2: missing field 'negative' (other records have one: a triplet file needs it on every record)"),
+])
+def test_bad_pairs_are_one_line_before_any_model_loads(forge_cli, rows, message):
+    write_jsonl(forge_cli.cwd / "pairs.jsonl", rows)
+    result = forge_cli("run", "--recipe", "embed", "--model", "no/such-model", "--data", "pairs.jsonl",
+                       "--no-tracking")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"forge: error: {forge_cli.cwd / message}"
+
+
+def test_embed_on_tiny_encoder_then_retrieval_suite_and_embed_server(forge_cli, tiny_bert):
+    import forge
+    from forge import Artifact, EvalRequest
+    from forge_hf.eval_retrieval import evaluate
+
+    write_jsonl(forge_cli.cwd / "triplets.jsonl", TRIPLETS)
+    forge_cli("run", "--recipe", "embed", "--model", tiny_bert, "--data", "triplets.jsonl", *FAST, "-o", "run",
+              check=True)
+    run = forge_cli.cwd / "run"
+    m = manifest(run)
+    assert m["artifact"]["kind"] == "sentence-embedder"
+    assert m["dataset"]["format"] == "triplets" and m["dataset"]["eval_records"] == 3
+    for name in ("recall_at_1", "recall_at_10", "mrr"):
+        assert 0 <= m["metrics"][f"eval_base_{name}"] <= 1 and 0 <= m["metrics"][f"eval_{name}"] <= 1
+    artifact = Artifact.load(run / "artifact")
+    assert artifact.manifest["dimension"] == 32 and artifact.manifest["pooling"] == "mean"
+    assert len((run / "artifact" / "heldout.jsonl").read_text().splitlines()) == 3
+
+    # the suite on the kept held-out split reproduces the recipe's own after-training figures
+    result = evaluate(artifact, EvalRequest(data=None, output_dir=forge_cli.cwd / "eval"))
+    assert result.metrics["mrr"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-6)
+    assert result.metrics["recall_at_1"] == pytest.approx(m["metrics"]["eval_recall_at_1"], abs=1e-6)
+    assert len(result.per_example["mrr"]) == 3 and result.extra["documents"] == 6  # 3 positives + 3 negatives
+
+    with forge.load_predictor(artifact) as predictor:
+        expected = predictor.embed(["good movie", "the sad film"])
+        assert predictor.predict([{"text": "good movie"}])[0]["embedding"] == pytest.approx(expected[0].tolist())
+
+    # the torch server's app in-process (the slow test runs a real `forge serve` of the ONNX export)
+    from fastapi.testclient import TestClient
+    from forge.serving.settings import ServeSettings
+    from forge_hf.serve_embedder import create_embedder_app
+
+    with TestClient(create_embedder_app(artifact, ServeSettings(max_body_bytes=4000))) as client:
+        many = client.post("/embed", json={"texts": ["good movie", "the sad film"]}).json()
+        assert many["dimension"] == 32 and len(many["embeddings"]) == 2
+        np.testing.assert_allclose(np.array(many["embeddings"]), expected, atol=1e-5)
+        one = client.post("/embed", json={"text": "good movie"}).json()
+        np.testing.assert_allclose(one["embedding"], expected[0], atol=1e-5)
+        for body, status, text in [
+            ({"text": " "}, 422, "text: must not be empty"),
+            ({"texts": ["fine", ""]}, 422, "texts.1: must not be empty"),
+            ({"texts": []}, 422, "texts: List should have at least 1 item"),
+            ({"text": "a", "texts": ["b"]}, 422, "give either 'text' (one string) or 'texts'"),
+            ({"texts": ["x" * 5000]}, 413, "request body over 4000 bytes"),
+        ]:
+            response = client.post("/embed", json=body)
+            assert response.status_code == status, body
+            assert text in response.json()["error"]["message"]
+
+
+PAIRS = [
+    ("How do I reset my password?", "Open settings, choose security and click 'reset password'."),
+    ("What time does the store open?", "We open at nine in the morning every weekday."),
+    ("Can I return a product after a month?", "Returns are accepted within sixty days with a receipt."),
+    ("Is there free shipping?", "Orders over fifty dollars ship for free."),
+    ("How long does delivery take?", "Delivery usually takes three to five business days."),
+    ("Do you sell gift cards?", "Yes, gift cards are available in any amount online."),
+    ("Where is my order?", "Track your parcel with the link in the confirmation email."),
+    ("Can I pay with cash?", "We accept cash, debit and credit cards in our shops."),
+    ("How do I cancel my subscription?", "Go to your account page and press 'cancel subscription'."),
+    ("Are pets allowed inside?", "Dogs on a leash are welcome in the store."),
+    ("Do you have a student discount?", "Students get ten percent off with a valid card."),
+    ("What is the warranty period?", "Every device has a two year warranty."),
+]
+
+
+@pytest.mark.slow
+def test_embed_packaged_minilm_run_onnx_export_eval_and_serve(forge_cli):
+    """The embedding path on the packaged all-MiniLM-L6-v2: train a few steps, export to ONNX (parity), evaluate
+    and serve the export (ONNX Runtime: no torch in those processes)."""
+    write_jsonl(forge_cli.cwd / "qa.jsonl", [{"question": q, "answer": a} for q, a in PAIRS])
+    forge_cli("run", "--recipe", "embed", "--data", "qa.jsonl", "--set", "anchor_column=question",
+              "--set", "positive_column=answer", "--set", "max_steps=2", "--set", "per_device_train_batch_size=4",
+              "--set", "eval_split=0.34", "--set", "max_length=64", "-o", "run", "--no-tracking", check=True,
+              timeout=600)
+    m = manifest(forge_cli.cwd / "run")
+    assert m["provider"]["alias"] == "minilm-l6" and m["artifact"]["kind"] == "sentence-embedder"
+    assert m["metrics"]["eval_base_recall_at_1"] >= 0.5  # a pretrained embedder already matches most pairs
+    assert m["metrics"]["eval_recall_at_10"] == 1.0  # 4 held-out pairs: every positive is in the top 10
+
+    forge_cli("export", "run", "--format", "onnx", check=True, timeout=600)
+    export = forge_cli.cwd / "run" / "exports" / "onnx"
+    exported = manifest(export)
+    assert exported["kind"] == "onnx-sentence-embedder" and exported["dimension"] == 384 and exported["normalize"]
+    assert exported["parity"]["fp32_max_abs_diff"] <= 1e-4 and exported["parity"]["samples"] == 8
+
+    result = forge_cli("eval", export, "--suite", "retrieval", "--gate", "recall_at_10>=1", "--json", check=True)
+    report = json.loads(result.stdout)
+    assert report["artifact_kind"] == "onnx-sentence-embedder"
+    assert report["metrics"]["mrr"]["value"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-3)
+
+    with Server(forge_cli, export) as server:
+        body = httpx.post(f"{server.url}/embed", json={"texts": [q for q, _ in PAIRS[:3]]}).json()
+        vectors = np.array(body["embeddings"])
+        assert vectors.shape == (3, 384) and body["normalized"]
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
