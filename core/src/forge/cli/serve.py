@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import typer
 
@@ -128,7 +129,8 @@ def serve(
     typer.echo(f"serving {loaded.kind} from {loaded.path} with {chosen.qualified} on http://{host}:{port}", err=True)
     # uvicorn handles SIGTERM itself (grace period) and raises it again once stopped: the process then ends by it,
     # as servers under a supervisor are expected to, not through forge's "interrupted" (exit 130)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         run_server(app, settings)
     except ForgeError:

@@ -29,7 +29,14 @@ from forge.run.context import RunContext
 from pydantic import Field, field_validator, model_validator
 
 from forge_hf import training_data
-from forge_hf.recipes.common import MAX_TOKENS, TrainingFields, forge_callback, seed_everything, train_with_resume
+from forge_hf.recipes.common import (
+    MAX_TOKENS,
+    TrainingFields,
+    forge_callback,
+    seed_everything,
+    stops_at_once,
+    train_with_resume,
+)
 from forge_hf.retrieval import DEFAULT_KS, Pairs, evaluate_embeddings, read_pairs
 
 
@@ -140,6 +147,7 @@ def encoder(model: Any, batch_size: int) -> Callable[[list[str]], Any]:
     return encode
 
 
+@stops_at_once
 def train(ctx: RunContext, config: EmbedConfig) -> ArtifactResult:
     pairs = read_training_pairs(config)
     evaluation = read_eval_pairs(config)
