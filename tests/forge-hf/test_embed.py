@@ -98,7 +98,9 @@ def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
     result = evaluate(artifact, EvalRequest(data=None, output_dir=forge_cli.cwd / "eval"))
     assert result.metrics["mrr"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-5)
     assert result.metrics["recall_at_1"] == pytest.approx(m["metrics"]["eval_recall_at_1"], abs=1e-5)
-    assert len(result.per_example["mrr"]) == 4 and result.extra["documents"] == 8  # 4 positives + 4 negatives
+    held = [json.loads(x) for x in (run / "artifact" / "heldout.jsonl").read_text().splitlines()]
+    distinct = {r["positive"] for r in held} | {r["negative"] for r in held}  # a negative may be another's positive
+    assert len(result.per_example["mrr"]) == 4 and result.extra["documents"] == len(distinct) >= 5
 
     texts = [q for q, _ in PAIRS[:3]]
     with forge.load_predictor(artifact) as predictor:
