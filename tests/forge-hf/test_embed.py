@@ -12,10 +12,7 @@ import pytest
 from support import Server
 from test_sft import manifest
 
-WORDS = ["good", "great", "love", "fine", "happy", "bad", "awful", "hate", "poor", "sad"]
-TRIPLETS = [{"anchor": f"{a} movie", "positive": f"the {a} film", "negative": f"not {b} plot"}
-            for a, b in zip(WORDS, WORDS[::-1], strict=True)]
-FAST = ["--set", "max_steps=2", "--set", "per_device_train_batch_size=4", "--set", "eval_split=0.3", "--no-tracking"]
+TRIPLET = {"anchor": "good movie", "positive": "the good film", "negative": "not a bad plot"}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -43,7 +40,7 @@ def test_retrieval_metrics_rank_each_anchor_against_the_whole_corpus():
      "pairs.jsonl:2: field 'positive' is empty"),
     ([{"query": "good movie", "positive": "great film"}],
      "pairs.jsonl:1: missing field 'anchor' (fields: query, positive)"),
-    ([TRIPLETS[0], {"anchor": "bad movie", "positive": "awful film"}],
+    ([TRIPLET, {"anchor": "bad movie", "positive": "awful film"}],
      "pairs.jsonl:2: missing field 'negative' (other records have one: a triplet file needs it on every record)"),
 ])
 def test_bad_pairs_are_one_line_before_any_model_loads(forge_cli, rows, message):
@@ -52,57 +49,6 @@ def test_bad_pairs_are_one_line_before_any_model_loads(forge_cli, rows, message)
                        "--no-tracking")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"forge: error: {forge_cli.cwd / message}"
-
-
-def test_embed_on_tiny_encoder_then_retrieval_suite_and_embed_server(forge_cli, tiny_bert):
-    import forge
-    from forge import Artifact, EvalRequest
-    from forge_hf.eval_retrieval import evaluate
-
-    write_jsonl(forge_cli.cwd / "triplets.jsonl", TRIPLETS)
-    forge_cli("run", "--recipe", "embed", "--model", tiny_bert, "--data", "triplets.jsonl", *FAST, "-o", "run",
-              check=True)
-    run = forge_cli.cwd / "run"
-    m = manifest(run)
-    assert m["artifact"]["kind"] == "sentence-embedder"
-    assert m["dataset"]["format"] == "triplets" and m["dataset"]["eval_records"] == 3
-    for name in ("recall_at_1", "recall_at_10", "mrr"):
-        assert 0 <= m["metrics"][f"eval_base_{name}"] <= 1 and 0 <= m["metrics"][f"eval_{name}"] <= 1
-    artifact = Artifact.load(run / "artifact")
-    assert artifact.manifest["dimension"] == 32 and artifact.manifest["pooling"] == "mean"
-    assert len((run / "artifact" / "heldout.jsonl").read_text().splitlines()) == 3
-
-    # the suite on the kept held-out split reproduces the recipe's own after-training figures
-    result = evaluate(artifact, EvalRequest(data=None, output_dir=forge_cli.cwd / "eval"))
-    assert result.metrics["mrr"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-6)
-    assert result.metrics["recall_at_1"] == pytest.approx(m["metrics"]["eval_recall_at_1"], abs=1e-6)
-    assert len(result.per_example["mrr"]) == 3 and result.extra["documents"] == 6  # 3 positives + 3 negatives
-
-    with forge.load_predictor(artifact) as predictor:
-        expected = predictor.embed(["good movie", "the sad film"])
-        assert predictor.predict([{"text": "good movie"}])[0]["embedding"] == pytest.approx(expected[0].tolist())
-
-    # the torch server's app in-process (the slow test runs a real `forge serve` of the ONNX export)
-    from fastapi.testclient import TestClient
-    from forge.serving.settings import ServeSettings
-    from forge_hf.serve_embedder import create_embedder_app
-
-    with TestClient(create_embedder_app(artifact, ServeSettings(max_body_bytes=4000))) as client:
-        many = client.post("/embed", json={"texts": ["good movie", "the sad film"]}).json()
-        assert many["dimension"] == 32 and len(many["embeddings"]) == 2
-        np.testing.assert_allclose(np.array(many["embeddings"]), expected, atol=1e-5)
-        one = client.post("/embed", json={"text": "good movie"}).json()
-        np.testing.assert_allclose(one["embedding"], expected[0], atol=1e-5)
-        for body, status, text in [
-            ({"text": " "}, 422, "text: must not be empty"),
-            ({"texts": ["fine", ""]}, 422, "texts.1: must not be empty"),
-            ({"texts": []}, 422, "texts: List should have at least 1 item"),
-            ({"text": "a", "texts": ["b"]}, 422, "give either 'text' (one string) or 'texts'"),
-            ({"texts": ["x" * 5000]}, 413, "request body over 4000 bytes"),
-        ]:
-            response = client.post("/embed", json=body)
-            assert response.status_code == status, body
-            assert text in response.json()["error"]["message"]
 
 
 PAIRS = [
@@ -122,32 +68,74 @@ PAIRS = [
 
 
 @pytest.mark.slow
-def test_embed_packaged_minilm_run_onnx_export_eval_and_serve(forge_cli):
-    """The embedding path on the packaged all-MiniLM-L6-v2: train a few steps, export to ONNX (parity), evaluate
-    and serve the export (ONNX Runtime: no torch in those processes)."""
-    write_jsonl(forge_cli.cwd / "qa.jsonl", [{"question": q, "answer": a} for q, a in PAIRS])
+def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
+    """The embedding path on the packaged all-MiniLM-L6-v2 (triplets, renamed columns): train a few steps; the
+    retrieval suite and the torch /embed app in-process; export to ONNX (parity), then `forge eval` and `forge serve`
+    of the export (ONNX Runtime: no torch in those processes)."""
+    import forge
+    from fastapi.testclient import TestClient
+    from forge import Artifact, EvalRequest
+    from forge.serving.settings import ServeSettings
+    from forge_hf.eval_retrieval import evaluate
+    from forge_hf.serve_embedder import create_embedder_app
+
+    rows = [{"question": q, "answer": a, "wrong": PAIRS[(i + 5) % len(PAIRS)][1]} for i, (q, a) in enumerate(PAIRS)]
+    write_jsonl(forge_cli.cwd / "qa.jsonl", rows)
     forge_cli("run", "--recipe", "embed", "--data", "qa.jsonl", "--set", "anchor_column=question",
-              "--set", "positive_column=answer", "--set", "max_steps=2", "--set", "per_device_train_batch_size=4",
-              "--set", "eval_split=0.34", "--set", "max_length=64", "-o", "run", "--no-tracking", check=True,
-              timeout=600)
-    m = manifest(forge_cli.cwd / "run")
+              "--set", "positive_column=answer", "--set", "negative_column=wrong", "--set", "max_steps=2",
+              "--set", "per_device_train_batch_size=4", "--set", "eval_split=0.34", "--set", "max_length=64",
+              "-o", "run", "--no-tracking", check=True, timeout=600)
+    run = forge_cli.cwd / "run"
+    m = manifest(run)
     assert m["provider"]["alias"] == "minilm-l6" and m["artifact"]["kind"] == "sentence-embedder"
-    assert m["metrics"]["eval_base_recall_at_1"] >= 0.5  # a pretrained embedder already matches most pairs
-    assert m["metrics"]["eval_recall_at_10"] == 1.0  # 4 held-out pairs: every positive is in the top 10
+    assert m["dataset"]["format"] == "triplets" and m["dataset"]["eval_records"] == 4
+    assert m["metrics"]["eval_base_mrr"] >= 0.75 and m["metrics"]["eval_mrr"] >= 0.75  # pretrained: most match
+    artifact = Artifact.load(run / "artifact")
+    assert artifact.manifest["dimension"] == 384 and artifact.manifest["pooling"] == "mean"
+    assert artifact.manifest["normalize"] and len((run / "artifact" / "heldout.jsonl").read_text().splitlines()) == 4
+
+    # the suite on the kept held-out split reproduces the recipe's own after-training figures
+    result = evaluate(artifact, EvalRequest(data=None, output_dir=forge_cli.cwd / "eval"))
+    assert result.metrics["mrr"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-5)
+    assert result.metrics["recall_at_1"] == pytest.approx(m["metrics"]["eval_recall_at_1"], abs=1e-5)
+    held = [json.loads(x) for x in (run / "artifact" / "heldout.jsonl").read_text().splitlines()]
+    distinct = {r["positive"] for r in held} | {r["negative"] for r in held}  # a negative may be another's positive
+    assert len(result.per_example["mrr"]) == 4 and result.extra["documents"] == len(distinct) >= 5
+
+    texts = [q for q, _ in PAIRS[:3]]
+    with forge.load_predictor(artifact) as predictor:
+        expected = predictor.embed(texts)
+        assert predictor.predict([{"text": texts[0]}])[0]["embedding"] == pytest.approx(expected[0].tolist(),
+                                                                                       abs=1e-5)
+    with TestClient(create_embedder_app(artifact, ServeSettings(max_body_bytes=4000))) as client:
+        many = client.post("/embed", json={"texts": texts}).json()
+        assert many["dimension"] == 384 and many["normalized"]
+        np.testing.assert_allclose(np.array(many["embeddings"]), expected, atol=1e-5)
+        one = client.post("/embed", json={"text": texts[0]}).json()
+        np.testing.assert_allclose(one["embedding"], expected[0], atol=1e-5)
+        for body, status, text in [
+            ({"text": " "}, 422, "text: must not be empty"),
+            ({"texts": ["fine", ""]}, 422, "texts.1: must not be empty"),
+            ({"texts": []}, 422, "texts: List should have at least 1 item"),
+            ({"text": "a", "texts": ["b"]}, 422, "give either 'text' (one string) or 'texts'"),
+            ({"texts": ["x" * 5000]}, 413, "request body over 4000 bytes"),
+        ]:
+            response = client.post("/embed", json=body)
+            assert response.status_code == status, body
+            assert text in response.json()["error"]["message"]
 
     forge_cli("export", "run", "--format", "onnx", check=True, timeout=600)
-    export = forge_cli.cwd / "run" / "exports" / "onnx"
+    export = run / "exports" / "onnx"
     exported = manifest(export)
     assert exported["kind"] == "onnx-sentence-embedder" and exported["dimension"] == 384 and exported["normalize"]
     assert exported["parity"]["fp32_max_abs_diff"] <= 1e-4 and exported["parity"]["samples"] == 8
 
-    result = forge_cli("eval", export, "--suite", "retrieval", "--gate", "recall_at_10>=1", "--json", check=True)
-    report = json.loads(result.stdout)
-    assert report["artifact_kind"] == "onnx-sentence-embedder"
+    report = json.loads(forge_cli("eval", export, "--suite", "retrieval", "--gate", "mrr>=0.75", "--json",
+                                  check=True).stdout)
+    assert report["artifact_kind"] == "onnx-sentence-embedder" and report["passed"] is True
     assert report["metrics"]["mrr"]["value"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-3)
 
     with Server(forge_cli, export) as server:
-        body = httpx.post(f"{server.url}/embed", json={"texts": [q for q, _ in PAIRS[:3]]}).json()
-        vectors = np.array(body["embeddings"])
-        assert vectors.shape == (3, 384) and body["normalized"]
-        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+        body = httpx.post(f"{server.url}/embed", json={"texts": texts}).json()
+        np.testing.assert_allclose(np.array(body["embeddings"]), expected, atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(np.array(body["embeddings"]), axis=1), 1.0, atol=1e-4)

@@ -189,6 +189,7 @@ def train(ctx: RunContext, config: EmbedConfig) -> ArtifactResult:
         ctx.log_metrics({f"eval_base_{k}": v for k, v in before.items()}, step=0)
         ctx.log("held-out retrieval before training: " + _summary(before, config.retrieval_k))
 
+    loss: Any
     if config.mini_batch_size is not None:
         loss = losses.CachedMultipleNegativesRankingLoss(model, scale=config.scale,
                                                          mini_batch_size=config.mini_batch_size)
