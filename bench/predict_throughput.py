@@ -8,7 +8,10 @@
    SST-2 sentences (../shared/data/sentiment_test.csv, repeated to --rows), rows/s from its --json summary
    (prediction, reading and writing; not the model load). Side B: the same predictor (`forge.load_predictor`) called
    in a loop, one row per call, in this process, over the same rows. Sides alternate, --repeats times each.
-2. Memory: peak RSS of the whole `forge predict` process on generated CSVs of growing size (the tiny-BERT-sized
+2. Where the time goes (--compute-rows, MiniLM int8): CPU milliseconds per row with one intra-op thread (CPU time
+   does not depend on what else runs on the machine) for one row per call against length-sorted batches of 16 and
+   32, and ONNX Runtime's own profile: time in kernels against time per `run` call, by operator.
+3. Memory: peak RSS of the whole `forge predict` process on generated CSVs of growing size (the tiny-BERT-sized
    classifier from tests/tiny_models.py, int8 ONNX, so a million rows take minutes, not hours): bounded means flat.
 """
 
@@ -86,12 +89,63 @@ def compare(artifact: Path, label: str, data: Path, rows: list[str], work: Path,
           f"ratio {ratio:.2f}x (goal >= 3x: {'met' if ratio >= 3 else 'NOT met'})\n", flush=True)
 
 
+def compute_split(artifact: Path, rows: list[str], repeats: int) -> None:
+    """CPU ms per row (one intra-op thread) for batch 1 vs sorted batches, and ORT's kernel time by operator."""
+    import collections
+
+    import forge as forge_api
+    import onnxruntime as ort
+    from forge_onnx.serve import onnx_classifier
+
+    loaded = forge_api.Artifact.load(artifact)
+    ordered = sorted(rows, key=len)
+
+    def cpu_ms(probs, batch: int) -> float:
+        data = rows if batch == 1 else ordered
+        start = time.process_time()
+        for i in range(0, len(data), batch):
+            probs(data[i:i + batch])
+        return (time.process_time() - start) / len(data) * 1000
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    probs = onnx_classifier(loaded, ort.InferenceSession(str(artifact / "model.onnx"), options,
+                                                         providers=["CPUExecutionProvider"]))[1]
+    probs(rows[:8])
+    per_row: dict[int, list[float]] = {1: [], 16: [], 32: []}
+    for _ in range(repeats):
+        for batch in per_row:
+            per_row[batch].append(cpu_ms(probs, batch))
+    one = statistics.median(per_row[1])
+    print(f"CPU per row, one intra-op thread, {len(rows)} rows, median of {repeats}: " + ", ".join(
+        f"batch {b}: {statistics.median(v):.2f} ms ({one / statistics.median(v):.2f}x less than batch 1)"
+        for b, v in per_row.items()))
+    for batch in (1, 32):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(artifact.parent / f"ort-profile-{batch}")
+        run_session = ort.InferenceSession(str(artifact / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        probs = onnx_classifier(loaded, run_session)[1]
+        cpu_ms(probs, batch)
+        events = json.loads(Path(run_session.end_profiling()).read_text())
+        kernels: collections.Counter[str] = collections.Counter()
+        for event in events:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                kernels[event["args"]["op_name"]] += event["dur"]
+        total = sum(kernels.values())
+        runs = sum(e["dur"] for e in events if e.get("name") == "model_run")
+        print(f"  ORT profile, batch {batch}: {runs / 1000 / len(rows):.2f} ms of run() per row, of which kernels "
+              f"{total / runs:.0%}: " + ", ".join(f"{k} {v / total:.0%}" for k, v in kernels.most_common(5)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rss-rows", default="10000,100000,1000000", help="'' to skip")
+    parser.add_argument("--compute-rows", type=int, default=256, help="0 to skip")
     args = parser.parse_args()
 
     from forge_hf.provider import resolve_model
@@ -113,6 +167,9 @@ def main() -> None:
     if args.rows:
         for name, label in (("minilm-int8", "MiniLM-L6 int8 ONNX"), ("tiny-int8", "tiny BERT (2x32) int8 ONNX")):
             compare(work / name, label, data, rows, work, args)
+
+    if args.compute_rows:
+        compute_split(work / "minilm-int8", texts[:args.compute_rows], args.repeats)
 
     print("\npeak RSS of forge predict (tiny int8 classifier, CSV in, JSONL out, chunks of 10,000 rows):")
     for n in (int(x) for x in args.rss_rows.split(",") if x):

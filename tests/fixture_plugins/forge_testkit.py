@@ -29,9 +29,14 @@ class DescentConfig(RecipeConfig):
     step_seconds: float = 0.0
     data: DataFile | None = None
     fail_on_rank: int | None = None  # that rank (of a multi-process run) raises at its first step
+    setup_seconds: float = 0.0  # a set-up phase with no step to stop at (like reading data, loading a model)
 
 
 def descent(ctx, config: DescentConfig) -> ArtifactResult:
+    if config.setup_seconds:
+        with ctx.stop_at_once():
+            ctx.log("setting up")
+            time.sleep(config.setup_seconds)
     weight, rng, start = 0.0, random.Random(config.seed), 0
     if ctx.resume_from is not None:
         state = json.loads((ctx.resume_from / "state.json").read_text())
@@ -85,6 +90,8 @@ def picky_load(request: ModelRequest) -> LoadedModel:
 
 def scalar_to_text(artifact, output_dir: Path, options: dict) -> ArtifactResult:
     weight = json.loads((artifact.path / "weight.json").read_text())["weight"]
+    (output_dir / "weight.txt").write_text("(being written)\n")
+    time.sleep(float(options.get("seconds", 0)))  # a slow exporter, for tests that stop one half-way
     (output_dir / "weight.txt").write_text(f"{weight:.6f}\n")
     return ArtifactResult(kind="scalar-text", extra={"digits": 6})
 

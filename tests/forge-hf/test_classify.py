@@ -52,6 +52,17 @@ def test_classify_end_to_end_and_server(forge_cli, tiny_bert):
             response = httpx.post(f"{server.url}{path}", json=body, headers=auth)
             assert response.status_code == status, body
             assert message in response.json()["error"]["message"]
+        # issue 20: a lone surrogate among concurrent requests (one micro-batch) answers only its own request
+        from concurrent.futures import ThreadPoolExecutor
+
+        bodies = ['{"text": "good movie"}'] * 15 + ['{"text": "a\\ud800b"}']
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda body: httpx.post(
+                f"{server.url}/predict", content=body, headers={**auth, "Content-Type": "application/json"}), bodies))
+        assert [a.status_code for a in answers] == [200] * 15 + [422]
+        assert answers[-1].json()["error"]["param"] == "text"
+        for a in answers[:15]:
+            assert a.json()["scores"] == pytest.approx(one["scores"], abs=1e-5)
         assert httpx.post(f"{server.url}/predict", json={"text": "hi"}).status_code == 401
         assert httpx.post(f"{server.url}/predict", json={"text": "hi"}, headers={"X-API-Key": "kk"}).status_code == 401
         assert httpx.post(f"{server.url}/predict", json={"text": "hi"},

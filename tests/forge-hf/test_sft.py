@@ -142,6 +142,9 @@ def test_sigkill_then_resume_gives_the_same_losses(forge_cli, tiny_lm):
     straight, resumed = dict(losses(forge_cli.cwd / "straight")), dict(losses(run))
     assert sorted(resumed) == list(range(1, 17))
     assert resumed == pytest.approx(straight, rel=1e-5)
+    # the whole run's mean loss, not only the resumed half's (issue 20)
+    train_loss = manifest(forge_cli.cwd / "straight")["metrics"]["train_loss"]
+    assert manifest(run)["metrics"]["train_loss"] == pytest.approx(train_loss, rel=1e-5)
 
 
 def test_ddp_two_cpu_processes_through_torchrun(forge_cli, tiny_lm):
@@ -209,3 +212,30 @@ def test_two_nodes_on_localhost_match_one_process_with_the_same_global_batch(for
     multi, one = dict(losses(forge_cli.cwd / "multi")), dict(losses(forge_cli.cwd / "one"))
     assert sorted(multi) == [1, 2, 3]
     assert multi == pytest.approx(one, rel=1e-4)
+
+
+def test_sigterm_during_the_final_evaluation_stops_at_once_and_resume_reports_the_real_train_loss(forge_cli, tiny_lm):
+    """Issue 20: the evaluation after training used to finish (minutes on a large held-out split) before the first
+    SIGTERM counted; a run resumed from its final checkpoint recorded train_loss 0.0."""
+    data = write_jsonl(forge_cli.cwd / "chat.jsonl", CHAT * 15)  # 240 records, most held out
+    proc = forge_cli.popen("run", "--recipe", "sft", "--model", tiny_lm, "--data", data, "--set", "max_steps=2",
+                           "--set", "save_steps=2", "--set", "logging_steps=1", "--set", "eval_split=0.9",
+                           "--set", "per_device_eval_batch_size=1", "--set", "per_device_train_batch_size=2",
+                           "-o", "r", "--no-tracking")
+    run = forge_cli.cwd / "r"
+    deadline = time.time() + 120
+    while time.time() < deadline and "evaluating on" not in ((run / "run.log").read_text()
+                                                             if (run / "run.log").exists() else ""):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "SIGTERM: stopping now" in err, err
+    assert manifest(run)["status"] == "interrupted"
+    assert not any("eval_loss" in line for line in (run / "metrics.jsonl").read_text().splitlines())  # cut short
+    forge_cli("run", "--resume", run, check=True)  # from checkpoint-2, the last step: nothing left to train
+    m = manifest(run)
+    steps = dict(losses(run))
+    assert sorted(steps) == [1, 2]
+    assert m["metrics"]["train_loss"] == pytest.approx(sum(steps.values()) / 2, rel=1e-5)
+    assert m["metrics"]["train_loss"] > 0 and "eval_loss" in m["metrics"]

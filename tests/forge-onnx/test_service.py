@@ -104,6 +104,9 @@ def test_service_runs_from_its_own_requirements_in_a_fresh_venv(service, tmp_pat
         assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
         empty = httpx.post(f"{url}/predict", json={"text": " "}, headers=key)
         assert empty.status_code == 422 and empty.json()["error"]["message"] == "text: must not be empty"
+        lone = httpx.post(f"{url}/predict/batch", content='{"texts": ["good", "a\\ud800b"]}',
+                          headers={**key, "Content-Type": "application/json"})
+        assert lone.status_code == 422 and lone.json()["error"]["param"] == "texts.1"
         wrong = httpx.post(f"{url}/predict", json={"text": 3}, headers=key)
         assert wrong.status_code == 422 and wrong.json()["error"]["param"] == "text"
         page = httpx.get(f"{url}/")

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,8 +72,6 @@ def inside(root: Path, relative: str, origin: Path) -> Path:
 
 def fresh_directory(parent: Path, name: str) -> Path:
     """``parent/NAME-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when taken): a new run or eval directory's path."""
-    import time
-
     base = Path(parent) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     candidate, n = base, 1
     while candidate.exists():
@@ -112,14 +111,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+STAGING = ".staging-"  # staged directories are named .TARGET.staging-XXXXXXXX beside their target
+
+
 @contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
     """Yield a fresh directory beside ``target``; when the block succeeds it becomes ``target`` (one rename),
-    when it fails it is removed, so ``target`` never holds half a result. ``target`` may exist only empty."""
+    when it fails it is removed, so ``target`` never holds half a result. ``target`` may exist only empty.
+
+    The staging directory is locked (``flock``) while its process lives: a process killed outright (SIGKILL, a
+    power cut) leaves it behind, and the next staging for the same target removes it, knowing by the free lock
+    that its owner is gone (never by a pid, which the system may have given to another process)."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ForgeError(f"{target}: already exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_abandoned_staging(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING}", dir=target.parent))
+    lock = _lock_directory(staging)
     try:
         yield staging
         if target.exists():
@@ -128,6 +136,43 @@ def staged_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _lock_directory(directory: Path, wait: bool = True) -> int | None:
+    """An exclusive ``flock`` on ``directory`` (held until the returned descriptor is closed, or the process
+    ends); None when another process holds it (``wait=False``) or the file system has no locks."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_abandoned_staging(target: Path) -> list[Path]:
+    """Remove staging directories of ``target`` left by processes that no longer run; return what was removed."""
+    removed = []
+    for candidate in target.parent.glob(f".{target.name}{STAGING}*"):
+        try:
+            if not candidate.is_dir() or candidate.is_symlink() or time.time() - candidate.stat().st_mtime < 1:
+                continue  # (a second's grace: a directory made this instant is locked by its maker next)
+            lock = _lock_directory(candidate, wait=False)
+        except OSError:  # gone meanwhile
+            continue
+        if lock is None:  # its process is still writing it
+            continue
+        try:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(lock)
+    return removed
 
 
 def list_files(directory: Path) -> list[dict[str, Any]]:

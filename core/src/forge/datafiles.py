@@ -99,6 +99,9 @@ def iter_source(source: str, split: str = "train", subset: str | None = None) ->
         raise DataError(f"{path or source}: no records")
 
 
+_loads = json.JSONDecoder().decode  # json.loads without its per-call checks (the lines are str already)
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -106,10 +109,10 @@ def _read_jsonl(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{path}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not line.strip():
+            if not line or line.isspace():  # (what `not line.strip()` says, without copying the line)
                 continue
             try:
-                record = json.loads(line.rstrip("\r\n"))
+                record = _loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
@@ -296,7 +299,7 @@ def _text(record: dict[str, Any], field: str, optional: bool = False) -> str:
         raise Problem(f"missing field '{field}'")
     if not isinstance(value, str):
         raise Problem(f"field '{field}' must be text, got {type(value).__name__}")
-    if not optional and not value.strip():
+    if not optional and (not value or value.isspace()):
         raise Problem(f"field '{field}' is empty")
     return value
 
@@ -355,8 +358,8 @@ def chat_messages(value: Any, field: str = "messages", end_with_assistant: bool 
         content = _content(message.get("content"), index)
         if role == "assistant" and message.get("tool_calls"):
             calls = _tool_calls_text(message["tool_calls"], index)
-            content = f"{content}\n{calls}" if content.strip() else calls
-        if not content.strip():
+            content = f"{content}\n{calls}" if content and not content.isspace() else calls
+        if not content or content.isspace():
             turn = "assistant turn" if role == "assistant" else f"{role} message"
             raise Problem(f"{field} message {index} ({turn}) is empty")
         out.append({"role": role, "content": content})
@@ -476,6 +479,10 @@ def display_name(source: str) -> str:
     return path.name if path.is_absolute() and path.exists() else source
 
 
+PII_BATCH = 256  # records scanned for PII together (pii other than ignore)
+_MESSAGES_ONLY = ("chat", "sharegpt", "alpaca", "input-output")  # formats that normalize to {"messages"} only
+
+
 def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
          progress: Callable[[int], None] | None = None, pii: str = "ignore", split: str = "train",
          subset: str | None = None) -> Loaded:
@@ -494,6 +501,44 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
     first: dict[str, Any] | None = None
     count = 0
     chosen = None if fmt == "auto" else fmt
+    # records wait here to be scanned for PII in batches (scanner.scan_records: one cheap test for many clean records)
+    pending: list[dict[str, Any]] = []
+    pending_places: list[str] = []
+
+    def flush() -> bool:
+        """Scan the pending records and keep them, in order; False once there are enough problems to stop."""
+        nonlocal first
+        if chosen in _MESSAGES_ONLY:  # {"messages": [{"role", "content"}]}: the roles are ROLES, never PII
+            texts = ["\n".join([m["content"] for m in r["messages"]]) for r in pending]
+            hits = scanner.scan_records(pending, texts=texts)
+        else:
+            hits = scanner.scan_records(pending)
+        last_hit = max(hits, default=-1)
+        if first is None:
+            first = pending[0]
+        for i, (normalized, place) in enumerate(zip(pending, pending_places, strict=True)):
+            findings = hits.get(i)
+            if findings:
+                for field_name, finding in findings:
+                    found[finding.kind] = found.get(finding.kind, 0) + 1
+                    if pii == "block":
+                        problems.append(f"{place}: {field_name}: {finding.kind} {finding.masked()} (pii: block)")
+                if len(problems) >= MAX_PROBLEMS:
+                    return False
+                if pii == "redact":
+                    normalized = scanner.redact_record(normalized)
+                    if first is pending[i]:
+                        first = normalized
+            if keep:
+                records.append(normalized)
+                where.append(place)
+            elif i >= last_hit:
+                break  # nothing more to count or keep in this batch
+        pending.clear()
+        pending_places.clear()
+        return True
+
+    stopped = False
     for record, place in iter_source(source, split, subset):
         if chosen is None:
             chosen = detect_format(record, task)
@@ -503,27 +548,30 @@ def load(source: str, task: str, fmt: str = "auto", keep: bool = True,
         try:
             normalized = normalize(record, chosen)
         except Problem as exc:
+            if pending and not flush():  # the problems stay in file order
+                stopped = True
+                break
             problems.append(f"{place}: {exc}")
             if len(problems) >= MAX_PROBLEMS:
+                stopped = True
                 break
             continue
-        if pii != "ignore":
-            findings = scanner.scan_record(normalized)
-            for field_name, finding in findings:
-                found[finding.kind] = found.get(finding.kind, 0) + 1
-                if pii == "block":
-                    problems.append(f"{place}: {field_name}: {finding.kind} {finding.masked()} (pii: block)")
-            if len(problems) >= MAX_PROBLEMS:
+        if pii == "ignore":
+            if first is None:
+                first = normalized
+            if keep:
+                records.append(normalized)
+                where.append(place)
+        else:
+            pending.append(normalized)
+            pending_places.append(place)
+            if len(pending) >= PII_BATCH and not flush():
+                stopped = True
                 break
-            if findings and pii == "redact":
-                normalized = scanner.redact_record(normalized)
-        if first is None:
-            first = normalized
-        if keep:
-            records.append(normalized)
-            where.append(place)
         if progress is not None and count % 10_000 == 0:
             progress(count)
+    if pending and not stopped:
+        flush()
     if problems:
         raise DataError(problems[0], problems)
     assert chosen is not None  # iter_source raises on a source without records

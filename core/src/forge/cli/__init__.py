@@ -6,7 +6,10 @@ with code 2; internal bugs keep their traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from typing import Any
 
 import typer
 from typer._click.exceptions import ClickException, UsageError  # typer vendors its own click
@@ -80,6 +83,21 @@ def invocation() -> list[str]:
     return list(_ARGS)
 
 
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM stops every command the way Ctrl-C does (KeyboardInterrupt: ``finally`` blocks run, staged output is
+    removed, exit 130) instead of killing the process where it stands. Commands with their own handling (``forge
+    run``, ``forge eval``, the servers) install theirs on top. Returns the handler it replaced (None: left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:  # ignored, or handled by whoever embeds forge
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``forge`` script (also callable in-process: ``main(["run", "--dry-run", ...])``)."""
     if not app.registered_commands:  # once per process
@@ -91,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         set_verbose(True)
     quiet_libraries()  # every command: libraries' notices and progress bars only with -v
     _ARGS[:] = args
+    previous = _terminate_as_interrupt()
     try:
         code = command.main(args=args, prog_name="forge", standalone_mode=False)
     except ClickException as error:  # a bad flag or argument: one line, like every other forge error
@@ -110,5 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # before a run could take over the signal (or outside one): stop quietly
         print("forge: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int) and code:  # typer.Exit(code) in a command
         sys.exit(code)

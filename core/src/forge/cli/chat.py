@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -235,6 +236,9 @@ def chat(
     if (artifact is None) == (url is None):
         raise ForgeError("give either an ARTIFACT to load or --url of a running server, not both" if artifact
                          else "give an ARTIFACT (run or artifact directory) or --url of a running server")
+    # Ctrl-C here only stops a reply; SIGTERM must still end the chat (forge's default turns it into Ctrl-C)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):  # line editing and history for input(), where the platform has it

@@ -148,15 +148,27 @@ def scan(
     findings: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     records = 0
-    for source in files:
-        for record, where in datafiles.iter_source(source):
-            records += 1
-            for field, finding in pii.scan_record(record):
+    batch: list[tuple[dict[str, Any], str]] = []
+
+    def scan_batch() -> None:  # records go through pii.scan_records in batches: one cheap test for many clean ones
+        hits = pii.scan_records([record for record, _ in batch])
+        for i in sorted(hits):
+            where = batch[i][1]
+            for field, finding in hits[i]:
                 counts[finding.kind] += 1
                 item = {"where": where, "field": field, "kind": finding.kind, "masked": finding.masked()}
                 findings.append(item)
                 if not as_json:
                     print(f"{where}: {field}: {finding.kind} {item['masked']}")
+        batch.clear()
+
+    for source in files:
+        for record, where in datafiles.iter_source(source):
+            records += 1
+            batch.append((record, where))
+            if len(batch) >= datafiles.PII_BATCH:
+                scan_batch()
+        scan_batch()
     summary = ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items())) or "no findings"
     if as_json:
         print(json.dumps({"files": files, "records": records, "counts": dict(counts), "findings": findings},

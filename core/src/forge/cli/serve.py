@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import typer
 
@@ -109,6 +111,11 @@ def serve(
         "--max-queue": max_queue, "--read-timeout-s": read_timeout_s, "--keep-alive-s": keep_alive_s,
         "--grace-s": grace_s, "--api-key-file": api_key_file,
     })
+    from forge.serving.runner import exposure_warning
+
+    warning = exposure_warning(settings.host, settings.api_key)
+    if warning:  # first, before any loading: the operator sees it even if the artifact is wrong
+        typer.echo(warning, err=True)
     plugins = get_plugins()
     served = {k for r in plugins.all("servers") for k in r.item.accepts}
     reference = resolve_reference(artifact, tuple(sorted(served)) if served else None)
@@ -117,13 +124,13 @@ def serve(
     loaded = reference.artifact
     chosen = pick_server(plugins, loaded.kind, server)
     app = chosen.item.build(loaded, settings)
-    from forge.serving.runner import LOOPBACK
     from forge.serving.runner import serve as run_server
 
-    if settings.api_key is None and host not in LOOPBACK:
-        typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use the "
-                   "model; set FORGE_API_KEY or --api-key-file", err=True)
     typer.echo(f"serving {loaded.kind} from {loaded.path} with {chosen.qualified} on http://{host}:{port}", err=True)
+    # uvicorn handles SIGTERM itself (grace period) and raises it again once stopped: the process then ends by it,
+    # as servers under a supervisor are expected to, not through forge's "interrupted" (exit 130)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         run_server(app, settings)
     except ForgeError:

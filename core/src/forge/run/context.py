@@ -8,12 +8,13 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from forge.artifacts import write_json_atomic
-from forge.errors import ForgeError, TrainingDiverged
+from forge.errors import ForgeError, RunInterrupted, TrainingDiverged
 from forge.models import LoadedModel, ModelRequest
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class RunContext:
       (the run manifest), ``attach(png)``, ``progress(iterable)``.
     - ``load_model(ModelRequest)`` loads through the run's provider choice (with its fallback).
     - ``should_stop`` turns true on Ctrl-C / SIGTERM: stop at the next step boundary, checkpoint, return.
+      Inside ``with ctx.stop_at_once():`` (phases with no step to stop at: reading and checking data, loading a
+      model, a final evaluation) the signal stops the run where it stands instead; ``ctx.stop_at_steps()`` turns
+      the step-boundary behaviour back on inside such a block (around the training loop).
     - ``is_main`` is false on ranks > 0 of a multi-process run: they train but report nothing.
     """
 
@@ -88,6 +92,7 @@ class RunContext:
         self.tracker = tracker
         self.resume_from = resume_from
         self.should_stop = False
+        self.stopping_at_once = False  # read by the run's signal handler
         self.metrics: dict[str, float] = {}
         self.attachments: list[str] = []
         self._on_record = on_record
@@ -194,6 +199,28 @@ class RunContext:
         for _, old in checkpoints[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         return final
+
+    # -- stopping -----------------------------------------------------------------------------------------
+    @contextmanager
+    def stop_at_once(self) -> Iterator[None]:
+        """Ctrl-C/SIGTERM inside this block end the run at once (interrupted, exit 130): for phases that never
+        reach a step boundary where ``should_stop`` would be read. Already asked to stop: raises at entry."""
+        if self.should_stop:
+            raise RunInterrupted()
+        with self._stopping(True):
+            yield
+
+    def stop_at_steps(self) -> AbstractContextManager[None]:
+        """Inside a :meth:`stop_at_once` block: back to stopping at the next step (the training loop checkpoints)."""
+        return self._stopping(False)
+
+    @contextmanager
+    def _stopping(self, at_once: bool) -> Iterator[None]:
+        previous, self.stopping_at_once = self.stopping_at_once, at_once
+        try:
+            yield
+        finally:
+            self.stopping_at_once = previous
 
     # -- models -------------------------------------------------------------------------------------------
     def load_model(self, request: ModelRequest) -> LoadedModel:

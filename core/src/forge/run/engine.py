@@ -191,8 +191,9 @@ def _evaluate(plan: Plan, ctx: RunContext, record: RunRecord, tracker: Any) -> i
     hooks = Hooks(log=ctx.log, progress=ctx.progress, should_stop=lambda: ctx.should_stop, list_in_run=list_in_run,
                   tracking=tracker is not None)
     try:
-        return run_suites(ctx.run_dir, plan.config, hooks)
-    except KeyboardInterrupt:
+        with ctx.stop_at_once():  # an evaluation keeps nothing half-done: stop it where it stands
+            return run_suites(ctx.run_dir, plan.config, hooks)
+    except (KeyboardInterrupt, RunInterrupted):
         ctx.log("eval interrupted: the run is completed; evaluate it with forge eval")
         return EXIT_INTERRUPTED
 
@@ -251,7 +252,8 @@ def _log_datasets(tracker: Any, manifest: dict[str, Any], log: Any) -> None:
 class StopRequests:
     """Ctrl-C/SIGTERM handling for the whole run: the first signal asks the recipe to checkpoint and stop at its
     next step (``ctx.should_stop``); a second one stops at once (KeyboardInterrupt). A signal that arrives before
-    the run context exists (creating the run directory, connecting to MLflow) is kept and handed to it."""
+    the run context exists (creating the run directory, connecting to MLflow) is kept and handed to it. Inside
+    ``ctx.stop_at_once()`` (data checks, model loading, final evaluations) the first signal stops at once."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -273,6 +275,10 @@ class StopRequests:
     def _handle(self, signum: int, frame: Any) -> None:
         stopping = self.ctx.should_stop if self.ctx is not None else self.requested
         if stopping:
+            raise KeyboardInterrupt
+        if self.ctx is not None and self.ctx.stopping_at_once:  # no step boundary ahead: stop here
+            self.ctx.should_stop = True
+            self.ctx.log(f"{signal.Signals(signum).name}: stopping now")
             raise KeyboardInterrupt
         self.requested = True
         if self.ctx is not None:

@@ -14,6 +14,26 @@ from forge.serving.settings import ServeSettings
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() in LOOPBACK or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server reachable beyond this machine with no key (None when there is nothing to say)."""
+    if api_key or is_loopback(host):
+        return None
+    return (f"warning: serving on {host} without an API key: anyone who can reach this port can use the model; "
+            "set FORGE_API_KEY or --api-key-file")
+
+
 class DropQueryString(logging.Filter):
     """uvicorn's access record is ``(client, method, path_with_query, http_version, status)``: cut at ``?``."""
 

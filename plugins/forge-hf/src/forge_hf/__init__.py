@@ -11,6 +11,7 @@ import forge
 __version__ = "0.1.0"
 
 CAUSAL_LM_KINDS = ("causal-lm", "causal-lm-adapter")
+CLASSIFIER_KINDS = ("sequence-classifier", "sequence-classifier-adapter")
 
 
 @forge.hookimpl
@@ -42,7 +43,10 @@ def register_recipes(register: forge.Register) -> None:
     register(forge.Recipe(name="classify", config=f"{recipes}.classify:ClassifyConfig",
                           train=f"{recipes}.classify:train", uses_provider=True,
                           check=f"{recipes}.classify:check_data",
-                          summary="text classification (transformers Trainer): accuracy, macro-F1, confusion"))
+                          summary="text classification (Trainer), encoders or LLMs + LoRA: accuracy, macro-F1"))
+    register(forge.Recipe(name="embed", config=f"{recipes}.embed:EmbedConfig", train=f"{recipes}.embed:train",
+                          check=f"{recipes}.embed:check_data",
+                          summary="sentence embeddings (sentence-transformers, in-batch negatives): recall@k, MRR"))
 
 
 def register_preference_recipes(register: forge.Register) -> None:
@@ -64,7 +68,8 @@ def register_preference_recipes(register: forge.Register) -> None:
 
 @forge.hookimpl
 def register_exporters(register: forge.Register) -> None:
-    register(forge.Exporter(name="merged", accepts=("causal-lm-adapter",), export="forge_hf.export_merged:export",
+    register(forge.Exporter(name="merged", accepts=("causal-lm-adapter", "sequence-classifier-adapter"),
+                            export="forge_hf.export_merged:export",
                             options="forge_hf.export_options:MergedOptions",
                             summary="LoRA merged into its base: a plain transformers model"))
     register(forge.Exporter(name="gguf", accepts=CAUSAL_LM_KINDS, export="forge_hf.export_gguf:export",
@@ -83,10 +88,14 @@ def register_servers(register: forge.Register) -> None:
                           summary="POST /score {prompt, completion}: the reward model's score (batched)"))
     register(forge.Server(name="llama-cpp", accepts=("gguf-causal-lm",), create_app="forge_hf.serve_lm:create_gguf_app",
                           summary="OpenAI-compatible API on llama.cpp (needs llama-cpp-python)"))
-    register(forge.Server(name="classifier", accepts=("sequence-classifier",),
+    register(forge.Server(name="classifier", accepts=CLASSIFIER_KINDS,
                           create_app="forge_hf.serve_classifier:create_classifier_app",
                           predict="forge_hf.predict:classifier_predictor",
                           summary="POST /predict: label and confidence"))
+    register(forge.Server(name="embedder", accepts=("sentence-embedder",),
+                          create_app="forge_hf.serve_embedder:create_embedder_app",
+                          predict="forge_hf.serve_embedder:embedder_predictor",
+                          summary="POST /embed: sentence embeddings, micro-batched"))
 
 
 @forge.hookimpl
@@ -99,9 +108,12 @@ def register_templates(register: forge.Register) -> None:
 
 @forge.hookimpl
 def register_evaluators(register: forge.Register) -> None:
-    register(forge.Evaluator(name="classification", accepts=("sequence-classifier", "onnx-sequence-classifier"),
+    register(forge.Evaluator(name="classification", accepts=(*CLASSIFIER_KINDS, "onnx-sequence-classifier"),
                              evaluate="forge_hf.eval_classification:evaluate",
                              summary="accuracy, macro-F1, per-class precision/recall, ECE, confusion matrix"))
+    register(forge.Evaluator(name="retrieval", accepts=("sentence-embedder", "onnx-sentence-embedder"),
+                             evaluate="forge_hf.eval_retrieval:evaluate",
+                             summary="recall@k and MRR of anchors retrieving their positives (pairs/triplets)"))
     lm = "forge_hf.eval_lm"
     register(forge.Evaluator(name="perplexity", accepts=CAUSAL_LM_KINDS, evaluate=f"{lm}:perplexity",
                              summary="token-weighted perplexity of completions or text (chat/text JSONL)"))

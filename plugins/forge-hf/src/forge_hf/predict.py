@@ -74,13 +74,37 @@ class ClassifierPredictor(Predictor):
             self._close = None
 
 
-def torch_classifier(artifact: Artifact) -> tuple[list[str], Callable[[list[str]], np.ndarray]]:
-    """Labels and a texts → probabilities function for a ``sequence-classifier`` artifact (torch, CPU)."""
+def load_classifier(artifact: Artifact, merge: bool = True) -> tuple[Any, Any]:
+    """The torch model (fp32, eval mode) and tokenizer of a ``sequence-classifier``, or of a
+    ``sequence-classifier-adapter`` (its base with a fresh head, then the LoRA adapter and trained head; merged
+    unless ``merge`` is false: then a PeftModel)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=True).eval()
+    if artifact.kind != "sequence-classifier-adapter":
+        model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=True)
+        return model.eval(), tokenizer
+    from peft import PeftModel
+
+    from forge_hf.provider import resolve_model
+
+    labels = list(artifact.manifest["labels"])
+    base_source, _ = resolve_model(str(artifact.manifest["base_model"]))
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, pad_token_id=artifact.manifest.get("pad_token_id"),
+        ignore_mismatched_sizes=True, dtype=torch.float32, use_safetensors=True)
+    model = PeftModel.from_pretrained(base, artifact.path)
+    return (model.merge_and_unload() if merge else model).eval(), tokenizer
+
+
+def torch_classifier(artifact: Artifact) -> tuple[list[str], Callable[[list[str]], np.ndarray]]:
+    """Labels and a texts → probabilities function for a ``sequence-classifier`` (or ``-adapter``) artifact (torch,
+    CPU)."""
+    import torch
+
+    model, tokenizer = load_classifier(artifact)
     labels = list(artifact.manifest["labels"])
     max_length = int(artifact.manifest.get("max_length", 512))
 

@@ -170,15 +170,26 @@ def _count(batch: Mapping[str, Any]) -> tuple[int, int, int]:
     return real, positions, samples
 
 
-def counting_collator(collator: Callable[[Any], Any], throughput: Throughput) -> Callable[[Any], Any]:
-    """``collator`` that also feeds ``throughput`` with every batch it builds."""
+class CountingCollator:
+    """``collator`` that also feeds ``throughput`` with every batch it builds. Other attributes are the wrapped
+    collator's (sentence-transformers' trainer reads ``valid_label_columns`` from its collator)."""
 
-    def collate(features: Any) -> Any:
-        batch = collator(features)
-        throughput.observe(batch)
+    def __init__(self, collator: Callable[[Any], Any], throughput: Throughput) -> None:
+        self.collator = collator
+        self.throughput = throughput
+
+    def __call__(self, features: Any) -> Any:
+        batch = self.collator(features)
+        self.throughput.observe(batch)
         return batch
 
-    return collate
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["collator"], name)
+
+
+def counting_collator(collator: Callable[[Any], Any], throughput: Throughput) -> Callable[[Any], Any]:
+    """``collator`` that also feeds ``throughput`` with every batch it builds."""
+    return CountingCollator(collator, throughput)
 
 
 def start(trainer: Any, frozen_base: bool) -> Throughput:

@@ -37,8 +37,12 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
         raise ForgeError(f"--set {unknown[0]}: the onnx exporter takes {', '.join(sorted(OPTIONS))}")
-    if artifact.kind == "sequence-classifier":
+    if artifact.kind in ("sequence-classifier", "sequence-classifier-adapter"):
         return export_classifier(artifact, output_dir, options)
+    if artifact.kind == "sentence-embedder":
+        from forge_onnx.export_embedder import export_embedder
+
+        return export_embedder(artifact, output_dir, options)
     return export_forecaster(artifact, output_dir, options)
 
 
@@ -75,10 +79,12 @@ def _torch_export(module: Any, args: tuple[Any, ...], names: list[str], output: 
 
 def export_classifier(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> ArtifactResult:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=True).eval()
+    try:
+        from forge_hf.predict import load_classifier
+    except ImportError:
+        raise ForgeError("exporting a text classifier needs forge-hf: pip install 'forge-onnx[hf]'") from None
+    model, tokenizer = load_classifier(artifact)  # an adapter's LoRA and head are merged into its base
     labels = list(artifact.manifest["labels"])
     max_length = int(artifact.manifest.get("max_length", 512))
     heldout = [json.loads(x) for x in (artifact.path / "heldout.jsonl").read_text("utf-8").splitlines()] \
@@ -147,9 +153,10 @@ def export_classifier(artifact: Artifact, output_dir: Path, options: dict[str, A
     else:
         fp32.rename(final)
     tokenizer.save_pretrained(output_dir)
-    for name in ("config.json",):
-        if (artifact.path / name).exists():
-            shutil.copy(artifact.path / name, output_dir / name)
+    if (artifact.path / "config.json").exists():
+        shutil.copy(artifact.path / "config.json", output_dir / "config.json")
+    else:  # an adapter: the merged model's config (labels, pad id)
+        model.config.save_pretrained(output_dir)
     return ArtifactResult(kind="onnx-sequence-classifier", metrics=dict(artifact.manifest.get("metrics", {})), extra={
         "labels": labels, "max_length": max_length, "input_names": names,
         "quantization": options.get("quantize") or "fp32", "parity": parity})

@@ -25,6 +25,10 @@ def threads() -> int:
 
 
 def create_onnx_app(artifact: Artifact, settings: ServeSettings) -> Any:
+    if artifact.kind == "onnx-sentence-embedder":
+        from forge_onnx.serve_embedder import create_embedder_app
+
+        return create_embedder_app(artifact, settings, threads())
     ort_session = session(artifact.path / "model.onnx", threads())
     if artifact.kind == "onnx-sequence-classifier":
         return _classifier_app(artifact, ort_session, settings)
@@ -91,7 +95,12 @@ def _forecaster_app(artifact: Artifact, ort_session: Any, settings: ServeSetting
 
 
 def create_predictor(artifact: Artifact, options: dict[str, Any]) -> Any:
-    """``forge.load_predictor`` for ONNX classifiers (rows ``{"text"}``) and forecasters (``/forecast`` bodies)."""
+    """``forge.load_predictor`` for ONNX classifiers (rows ``{"text"}``), embedders and forecasters (``/forecast``
+    bodies)."""
+    if artifact.kind == "onnx-sentence-embedder":
+        from forge_onnx.serve_embedder import create_predictor as embedder_predictor
+
+        return embedder_predictor(artifact, options, threads())
     if artifact.kind == "onnx-sequence-classifier":
         try:
             from forge_hf.predict import ClassifierPredictor, int_option

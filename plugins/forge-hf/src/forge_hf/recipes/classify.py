@@ -1,6 +1,14 @@
 """Recipe ``classify``: sequence classification (binary or multi-class) with transformers' Trainer.
 
     forge run --recipe classify --model minilm-l6 --data reviews.csv --set num_train_epochs=3
+    forge run --recipe classify --model smollm2-135m-instruct --data reviews.csv   # an LLM: LoRA + a new head
+
+Encoders (BERT-like) are fully fine-tuned by default. Decoder backbones (causal LMs: Llama, Qwen, SmolLM2...) get a
+sequence-classification head (the last non-padding token's hidden state → logits) and LoRA adapters by default
+(``use_peft``; the head is trained in full, PEFT's ``modules_to_save``); a tokenizer without a pad token pads with
+EOS, and the model config learns that id, so batches of different lengths classify the right token. A LoRA run
+writes a ``sequence-classifier-adapter`` (adapter + head, served and evaluated as is, merged in memory);
+``forge export RUN --format merged`` turns it into a plain ``sequence-classifier``, ``--format onnx`` exports it.
 
 Data: CSV/TSV/JSONL/Parquet with a text column and a label column (label names, or integer ids). Metrics on the
 held-out split: accuracy, macro-F1 and the confusion matrix (also ``confusion_matrix.png``). The artifact
@@ -25,18 +33,26 @@ from pydantic import Field, field_validator, model_validator
 from forge_hf import training_data
 from forge_hf.recipes.common import (
     MAX_TOKENS,
+    LoraFields,
     TrainingFields,
     attention,
     check_device,
     forge_callback,
+    peft_config,
     seed_everything,
+    stops_at_once,
     train_with_resume,
     training_arguments,
 )
 
+LORA_LEARNING_RATE = 2e-4  # the learning rate a LoRA run takes when the config names none (5e-5 is for full tuning)
 
-class ClassifyConfig(TrainingFields):
-    model: str = Field("minilm-l6", description="encoder: hub id, local dir or alias (minilm-l6: all-MiniLM-L6-v2)")
+
+class ClassifyConfig(TrainingFields, LoraFields):
+    model: str = Field("minilm-l6", description="encoder or decoder (causal LM) backbone: hub id, local dir or alias "
+                       "(minilm-l6: all-MiniLM-L6-v2; smollm2-135m-instruct)")
+    use_peft: bool | None = Field(  # type: ignore[assignment]  # None: chosen by the backbone
+        None, description="train LoRA adapters and the head (default: on for decoder backbones, off for encoders)")
     text_column: str = Field("text", min_length=1)
     label_column: str = Field("label", min_length=1)
     label_names: list[Annotated[str, Field(min_length=1)]] | None = Field(
@@ -44,7 +60,7 @@ class ClassifyConfig(TrainingFields):
     max_length: int = Field(128, ge=8, le=MAX_TOKENS)
     num_train_epochs: float = Field(3.0, gt=0, description="passes over the training data (when max_steps is -1)")
     per_device_train_batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, description=f"default 5e-5; {LORA_LEARNING_RATE:g} with LoRA")
     eval_split: float = Field(0.2, ge=0, lt=1)
     max_chars: int = Field(20_000, ge=1, description="texts longer than this are a data error")
 
@@ -156,6 +172,7 @@ def plot_confusion(path: Path, matrix: list[list[int]], names: list[str],
     return path
 
 
+@stops_at_once
 def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -173,6 +190,23 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
         options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
                                      else {})}))
     tokenizer = loaded.tokenizer
+    model = loaded.model
+    decoder = is_decoder(model.config)
+    if model.config.pad_token_id is None:  # decoders classify the last non-pad token: the model must know the pad id
+        model.config.pad_token_id = tokenizer.pad_token_id
+    use_peft = decoder if config.use_peft is None else config.use_peft
+    if use_peft and "learning_rate" not in config.model_fields_set:
+        config = config.model_copy(update={"learning_rate": LORA_LEARNING_RATE})
+    if use_peft:
+        from peft import get_peft_model
+
+        seed_everything(config.seed)  # LoRA weights and the new head start from the run's seed
+        model = get_peft_model(model, peft_config(config, "SEQ_CLS"))
+        trainable, total = (sum(p.numel() for p in model.parameters() if p.requires_grad),
+                            sum(p.numel() for p in model.parameters()))
+        ctx.log(f"{'decoder' if decoder else 'encoder'} backbone; LoRA r={config.lora_r} on "
+                f"{config.lora_target_modules}, head trained in full: {trainable:,} of {total:,} parameters "
+                f"trainable, learning rate {config.learning_rate:g}")
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
         return tokenizer(batch["text"], truncation=True, max_length=config.max_length)
@@ -192,8 +226,8 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
 
     seed_everything(config.seed)
     trainer = Trainer(
-        model=loaded.model,
-        args=TrainingArguments(**training_arguments(ctx, config, bool(held), loaded.model)),
+        model=model,
+        args=TrainingArguments(**training_arguments(ctx, config, bool(held), model)),
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
@@ -202,11 +236,17 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
         callbacks=[forge_callback(ctx, config.nan_policy)],
     )
     result = train_with_resume(ctx, trainer)
+    kind = "sequence-classifier-adapter" if use_peft else "sequence-classifier"
     if ctx.should_stop:
-        return ArtifactResult(kind="sequence-classifier")
+        return ArtifactResult(kind=kind)
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
-    extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length}
+    extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length,
+                             "backbone": "decoder" if decoder else "encoder",
+                             "pad_token_id": model.config.pad_token_id}
+    if use_peft:
+        extra["adapter"] = "lora"
     if held and eval_set is not None:
+        ctx.log(f"evaluating on {len(held):,} held-out records")
         output = trainer.predict(eval_set)
         logits = np.asarray(output.predictions)
         scores = classification_metrics(np.asarray(output.label_ids), logits.argmax(-1), len(names))
@@ -219,8 +259,22 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     if ctx.is_main:
         out = ctx.artifact_dir
         out.mkdir(parents=True, exist_ok=True)
-        loaded.model.save_pretrained(out, safe_serialization=True)  # the trained model (the Trainer's own)
+        model.save_pretrained(out, safe_serialization=True)  # the trained model, or LoRA adapter + head
         tokenizer.save_pretrained(out)
         (out / "heldout.jsonl").write_text("".join(
             json.dumps({"text": r["text"], "label": names[r["label"]]}) + "\n" for r in held), encoding="utf-8")
-    return ArtifactResult(kind="sequence-classifier", metrics=metrics, extra=extra)
+    return ArtifactResult(kind=kind, metrics=metrics, extra=extra)
+
+
+def is_decoder(model_config: Any) -> bool:
+    """A causal-LM backbone (Llama, Qwen, GPT-2...): a model type transformers has a causal LM for and no masked LM
+    (BERT-likes have both), or a checkpoint saved as ``*ForCausalLM``."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = getattr(model_config, "model_type", None)
+    if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return True
+    return any(str(a).endswith("ForCausalLM") for a in getattr(model_config, "architectures", None) or [])

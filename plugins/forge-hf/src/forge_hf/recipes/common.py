@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from forge.artifacts import ArtifactResult
 from forge.config import DataFile, DataSource, NanPolicy, RecipeConfig
 from forge.console import verbose
 from forge.run.context import RunContext
@@ -315,11 +317,15 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
         worst: Any = None  # this step's first non-finite micro-batch loss, else its last loss (a tensor: no sync)
         policy = nan_policy
 
+        loss_base: float | None = None  # resumed: the losses summed up to the checkpoint (from its file)
+        loss_sum: Any = None  # this process's micro-batch losses summed, as the Trainer sums them (a tensor)
+
         def observe_loss(self, loss: Any) -> None:
             import torch
 
             if torch.is_tensor(loss):
                 value = loss.detach().float().mean()
+                self.loss_sum = value.double() if self.loss_sum is None else self.loss_sum + value.double()
                 if self.worst is None:
                     self.worst = value
                 else:  # keep the first non-finite loss of the step
@@ -341,11 +347,29 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
             return value if not math.isfinite(value) else float("nan")  # another rank's loss diverged
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.max_steps and state.global_step >= state.max_steps:
+                # resumed from the run's last step (the weights are loaded by now): the Trainer would run one
+                # step more before it looks at max_steps
+                raise AlreadyTrained()
             if state.is_world_process_zero and not verbose():
                 self.bar = ctx.progress(total=state.max_steps, initial=state.global_step, desc="training",
                                         unit="step")
 
+        def loss_total(self) -> float:
+            """Every micro-batch loss of the run summed, before this process's start included."""
+            return (self.loss_base or 0.0) + (float(self.loss_sum) if self.loss_sum is not None else 0.0)
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir():
+                from forge.artifacts import write_json_atomic
+
+                write_json_atomic(checkpoint / LOSS_FILE, {"step": state.global_step, "loss_sum": self.loss_total()})
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs and "train_loss" in logs and self.loss_base is not None and state.global_step:
+                # resumed: the Trainer averages only the steps of this process (0.0 from a final checkpoint)
+                logs["train_loss"] = self.loss_total() / state.global_step
             if state.is_world_process_zero and logs:
                 metrics = {k: v for k, v in logs.items() if k not in QUIET_LOGS}
                 if self.throughput is not None and "loss" in logs:  # a training logging step, not eval/summary
@@ -390,6 +414,20 @@ def not_finite(value: Any) -> Any:
 QUIET_LOGS = {"total_flos"}
 
 
+def stops_at_once(train: Callable[[RunContext, Any], ArtifactResult]) -> Callable[[RunContext, Any], ArtifactResult]:
+    """A recipe's ``train`` in which Ctrl-C/SIGTERM stop the run at once, except inside the training loop
+    (:func:`train_with_resume`), where they checkpoint at the next step: reading and checking data, loading the
+    model and the evaluation after training would otherwise run to their end before the signal counted."""
+    import functools
+
+    @functools.wraps(train)
+    def run(ctx: RunContext, config: Any) -> ArtifactResult:
+        with ctx.stop_at_once():
+            return train(ctx, config)
+
+    return run
+
+
 def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
     """``trainer.train()`` from the run's checkpoint, if any, with throughput telemetry (tokens/s, padding share,
     samples/s, peak GPU memory, MFU at every logging step; the summary in the manifest's ``throughput``). Unless
@@ -410,7 +448,22 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
         if hasattr(callback, "observe_loss"):
             _watch_losses(trainer, callback.observe_loss)
     resume = str(ctx.resume_from) if ctx.resume_from is not None else None
-    result = trainer.train(resume_from_checkpoint=resume)
+    forge_callbacks = [c for c in trainer.callback_handler.callbacks if hasattr(c, "loss_total")]
+    if ctx.resume_from is not None:
+        for callback in forge_callbacks:
+            callback.loss_base = loss_before(ctx.resume_from)
+    try:
+        with ctx.stop_at_steps():  # Ctrl-C/SIGTERM: checkpoint at the next step, then stop
+            result = trainer.train(resume_from_checkpoint=resume)
+    except AlreadyTrained:
+        from transformers.trainer_utils import TrainOutput
+
+        ctx.log(f"{Path(str(resume)).name} is the run's last step: nothing left to train")
+        result = TrainOutput(trainer.state.global_step, 0.0, {"train_runtime": 0.0})
+    if ctx.resume_from is not None and forge_callbacks and result.global_step:
+        # the whole run's mean loss, as a run that never stopped reports it (the Trainer's counts only this part)
+        train_loss = forge_callbacks[0].loss_total() / result.global_step
+        result = result._replace(training_loss=train_loss, metrics={**(result.metrics or {}), "train_loss": train_loss})
     telemetry.update_flops(throughput)
     summary = throughput.summary((result.metrics or {}).get("train_runtime"))
     if summary:
@@ -423,6 +476,33 @@ def train_with_resume(ctx: RunContext, trainer: Any) -> Any:
                  f"MFU {summary['mfu']:.1%}" if "mfu" in summary else None]
         ctx.log("throughput: " + ", ".join(x for x in shown if x))
     return result
+
+
+class AlreadyTrained(Exception):
+    """Raised by forge's callback when a run resumes from a checkpoint of its last step."""
+
+
+LOSS_FILE = "forge-train-loss.json"  # in each checkpoint: the run's micro-batch losses summed up to it
+
+
+def loss_before(checkpoint: Path) -> float:
+    """The sum of the run's micro-batch losses up to ``checkpoint`` (saved in it by forge's callback). A checkpoint
+    without the file (written by an older forge) gets it from its logged losses, each logging window's mean
+    counted once per step of that window."""
+    import json
+
+    saved = checkpoint / LOSS_FILE
+    if saved.is_file():
+        return float(json.loads(saved.read_text())["loss_sum"])
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    total, previous = 0.0, 0
+    logged = [(int(h["step"]), float(h["loss"])) for h in state.get("log_history", []) if "loss" in h]
+    for step, loss in logged:
+        total += loss * (step - previous)
+        previous = step
+    if logged and state.get("global_step", previous) > previous:
+        total += logged[-1][1] * (int(state["global_step"]) - previous)
+    return total
 
 
 def _watch_losses(trainer: Any, observe: Any) -> None:

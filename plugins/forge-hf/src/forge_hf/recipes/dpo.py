@@ -24,6 +24,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -59,6 +60,7 @@ def check_data(config: DPORecipeConfig, log: Callable[[str], None]) -> None:
     training_data.check_records(config, "preference", log)
 
 
+@stops_at_once
 def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
     train_records, eval_records = prepare(ctx, config)
     loaded = ctx.load_model(causal_lm_request(config, max_length=config.max_length, recipe="dpo"))
@@ -74,6 +76,7 @@ def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
         return ArtifactResult(kind=kind)
     metrics = {"train_loss": float(result.training_loss)}
     if eval_records:
+        ctx.log(f"evaluating on {len(eval_records):,} held-out records")
         evaluation = trainer.evaluate()
         metrics.update({k: float(v) for k, v in evaluation.items() if k.startswith("eval_rewards") or k == "eval_loss"})
     extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)

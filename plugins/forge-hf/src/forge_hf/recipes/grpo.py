@@ -26,6 +26,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -160,6 +161,7 @@ def add_reward_model(ctx: RunContext, config: GRPORecipeConfig, rewards: list[An
                              "base_model": artifact.manifest.get("base_model")})
 
 
+@stops_at_once
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
     rewards = load_rewards(config)

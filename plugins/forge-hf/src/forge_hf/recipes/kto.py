@@ -26,6 +26,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -102,6 +103,7 @@ def check_data(config: KTORecipeConfig, log: Callable[[str], None]) -> None:
         f"from {training_data.display_name(str(config.data))}; checked")
 
 
+@stops_at_once
 def train(ctx: RunContext, config: KTORecipeConfig) -> ArtifactResult:
     records, kind = read_feedback(config)
     train_records, eval_records = training_data.split_holdout(records, config.eval_split, config.seed)
@@ -123,6 +125,7 @@ def train(ctx: RunContext, config: KTORecipeConfig) -> ArtifactResult:
         return ArtifactResult(kind=kind_out)
     metrics = {"train_loss": float(result.training_loss)}
     if eval_records:
+        ctx.log("evaluating the held-out records")
         evaluation = trainer.evaluate()
         metrics.update({k: float(v) for k, v in evaluation.items()
                         if k.startswith(("eval_rewards", "eval_kl")) or k == "eval_loss"})

@@ -26,6 +26,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -68,6 +69,7 @@ def check_data(config: ORPORecipeConfig, log: Callable[[str], None]) -> None:
     training_data.check_records(config, "preference", log)
 
 
+@stops_at_once
 def train(ctx: RunContext, config: ORPORecipeConfig) -> ArtifactResult:
     train_records, eval_records, kind = training_data.prepare_records(ctx, config, "preference")
     ctx.record(dataset={"format": kind, "train_records": len(train_records), "eval_records": len(eval_records)})
@@ -86,6 +88,7 @@ def train(ctx: RunContext, config: ORPORecipeConfig) -> ArtifactResult:
         return ArtifactResult(kind=kind_out)
     metrics = {"train_loss": float(result.training_loss)}
     if eval_records:
+        ctx.log("evaluating the held-out records")
         evaluation = trainer.evaluate()
         metrics.update({k: float(v) for k, v in evaluation.items()
                         if k.startswith(("eval_rewards", "eval_log_odds")) or k in ("eval_loss", "eval_nll_loss")})

@@ -34,6 +34,7 @@ from forge_hf.recipes.common import (
     forge_callback,
     peft_config,
     seed_everything,
+    stops_at_once,
     train_with_resume,
     training_arguments,
 )
@@ -74,6 +75,7 @@ def is_chat(records: list[dict[str, Any]]) -> bool:
     return bool(records) and isinstance(records[0]["chosen"], list)
 
 
+@stops_at_once
 def train(ctx: RunContext, config: RewardRecipeConfig) -> ArtifactResult:
     from forge_hf.reward_model import KIND, Scorer, encode, pairwise
 

@@ -30,6 +30,7 @@ from pydantic import Field
 from forge_hf.recipes.common import (
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -137,6 +138,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]]) -> Path | None:
     return path
 
 
+@stops_at_once
 def train(ctx: RunContext, config: RLHFRecipeConfig) -> ArtifactResult:
     if config.algorithm == "ppo":
         ppo_trainer()

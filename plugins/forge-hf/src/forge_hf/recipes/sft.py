@@ -26,6 +26,7 @@ from forge_hf.recipes.common import (
     TrainingFields,
     causal_lm_request,
     save_causal_lm,
+    stops_at_once,
     train_with_resume,
     trainer_inputs,
     training_arguments,
@@ -96,6 +97,7 @@ def token_lengths(tokenizer: Any, records: list[dict[str, Any]]) -> list[int]:
     return lengths
 
 
+@stops_at_once
 def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
     train_records, eval_records, kind = prepare(ctx, config)
     loaded = ctx.load_model(causal_lm_request(config, config.load_in_4bit, config.max_length, recipe="sft"))
@@ -132,6 +134,7 @@ def train(ctx: RunContext, config: SFTRecipeConfig) -> ArtifactResult:
         return ArtifactResult(kind="causal-lm-adapter" if config.use_peft else "causal-lm")
     metrics = {"train_loss": float(result.training_loss), "train_runtime": float(result.metrics["train_runtime"])}
     if eval_records:
+        ctx.log(f"evaluating on {len(eval_records):,} held-out records")
         evaluation = trainer.evaluate()
         metrics["eval_loss"] = float(evaluation["eval_loss"])
         ctx.log_metrics({"eval_loss": metrics["eval_loss"]}, step=trainer.state.global_step)

@@ -114,6 +114,11 @@ async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse
 def check(text: str, field: str) -> JSONResponse | None:
     if not text.strip():
         return error(422, f"{field}: must not be empty", field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as problem:  # JSON may carry a lone surrogate ("\ud800"): no tokenizer encodes it
+        return error(422, f"{field}: contains a character that cannot be encoded as UTF-8 (a lone surrogate) at "
+                          f"position {problem.start}", field)
     if len(text) > MAX_CHARS:
         return error(422, f"{field}: {len(text)} characters is longer than the limit of {MAX_CHARS}", field)
     return None
