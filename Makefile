@@ -47,8 +47,11 @@ browser:
 	      echo "could not install chromium: the playground browser tests will be skipped"; \
 	    else echo "no chromium: the playground browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
 
+# Two pytest-xdist workers, one per core of CI's 2 (tests/conftest.py gives each one torch thread); `make test WORKERS=0`
+# runs everything in one process.
+WORKERS ?= 2
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(WORKERS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+# `make test` runs two pytest-xdist workers on CI's 2 cores: one torch thread each (and in the CLI subprocesses they
+# start), so two workers never oversubscribe the cores; a single-process run keeps torch's default.
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).resolve().parent / "fixture_plugins"
 

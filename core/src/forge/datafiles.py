@@ -114,6 +114,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
             try:
                 record = _loads(line)
             except json.JSONDecodeError as exc:
+                if exc.lineno > 1:  # past the line's own newline: point at the end of the line, as the user sees it
+                    exc.colno = len(line.rstrip("\r\n")) + 1
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
