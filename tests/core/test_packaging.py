@@ -67,7 +67,8 @@ def test_fresh_venv_from_wheels_lists_plugins(wheels, tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     plugins = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
     assert plugins["forge-hf"]["version"] == "0.1.0" and plugins["forge-hf"]["error"] is None
-    assert plugins["forge-hf"]["contributions"]["recipes"] == ["sft", "qlora", "dpo", "grpo", "classify"]
+    assert plugins["forge-hf"]["contributions"]["recipes"] == [
+        "sft", "qlora", "dpo", "grpo", "reward", "rlhf", "kto", "orpo", "classify", "embed"]
     assert plugins["forge-core"]["contributions"] == {"templates": ["plugin"]}
     # the packaged data travels in the wheel
     example = subprocess.run([str(python), "-c", "import forge_hf.templates as t; print(len(t.example_chat_data()))"],
