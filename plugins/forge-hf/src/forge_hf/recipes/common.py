@@ -518,6 +518,22 @@ def _watch_losses(trainer: Any, observe: Any) -> None:
     trainer.training_step = training_step
 
 
+def train_preference_model(ctx: RunContext, config: Any, trainer: Any, loaded: Any, eval_records: list[Any],
+                           keep: Callable[[str], bool]) -> ArtifactResult:
+    """The shared end of the TRL preference recipes (dpo, kto, orpo): train (resumable), evaluate the held-out
+    records keeping the metrics ``keep`` accepts, save the adapter or full model."""
+    result = train_with_resume(ctx, trainer)
+    kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
+    if ctx.should_stop:
+        return ArtifactResult(kind=kind)
+    metrics = {"train_loss": float(result.training_loss)}
+    if eval_records:
+        ctx.log(f"evaluating on {len(eval_records):,} held-out records")
+        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if keep(k)})
+    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
+    return ArtifactResult(kind=kind, metrics=metrics, extra=extra)
+
+
 HELDOUT_KEPT = 200  # held-out records kept beside the model: exporters check their parity on them
 
 

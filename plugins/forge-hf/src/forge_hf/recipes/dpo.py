@@ -23,9 +23,8 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    save_causal_lm,
     stops_at_once,
-    train_with_resume,
+    train_preference_model,
     trainer_inputs,
     training_arguments,
 )
@@ -70,14 +69,5 @@ def train(ctx: RunContext, config: DPORecipeConfig) -> ArtifactResult:
     args = DPOConfig(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
                      loss_type=[config.loss_type], max_length=config.max_length)
     trainer = DPOTrainer(args=args, **trainer_inputs(ctx, config, loaded, train_records, eval_records))
-    result = train_with_resume(ctx, trainer)
-    kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
-    if ctx.should_stop:
-        return ArtifactResult(kind=kind)
-    metrics = {"train_loss": float(result.training_loss)}
-    if eval_records:
-        ctx.log(f"evaluating on {len(eval_records):,} held-out records")
-        evaluation = trainer.evaluate()
-        metrics.update({k: float(v) for k, v in evaluation.items() if k.startswith("eval_rewards") or k == "eval_loss"})
-    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
-    return ArtifactResult(kind=kind, metrics=metrics, extra=extra)
+    return train_preference_model(ctx, config, trainer, loaded, eval_records,
+                                  keep=lambda k: k.startswith("eval_rewards") or k == "eval_loss")

@@ -25,9 +25,8 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    save_causal_lm,
     stops_at_once,
-    train_with_resume,
+    train_preference_model,
     trainer_inputs,
     training_arguments,
 )
@@ -119,15 +118,5 @@ def train(ctx: RunContext, config: KTORecipeConfig) -> ArtifactResult:
                      desirable_weight=config.desirable_weight, undesirable_weight=config.undesirable_weight,
                      loss_type=config.loss_type, max_length=config.max_length)
     trainer = KTOTrainer(args=args, **trainer_inputs(ctx, config, loaded, train_records, eval_records))
-    result = train_with_resume(ctx, trainer)
-    kind_out = "causal-lm-adapter" if config.use_peft else "causal-lm"
-    if ctx.should_stop:
-        return ArtifactResult(kind=kind_out)
-    metrics = {"train_loss": float(result.training_loss)}
-    if eval_records:
-        ctx.log("evaluating the held-out records")
-        evaluation = trainer.evaluate()
-        metrics.update({k: float(v) for k, v in evaluation.items()
-                        if k.startswith(("eval_rewards", "eval_kl")) or k == "eval_loss"})
-    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
-    return ArtifactResult(kind=kind_out, metrics=metrics, extra=extra)
+    return train_preference_model(ctx, config, trainer, loaded, eval_records,
+                                  keep=lambda k: k.startswith(("eval_rewards", "eval_kl")) or k == "eval_loss")

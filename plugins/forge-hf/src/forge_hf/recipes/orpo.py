@@ -25,9 +25,8 @@ from forge_hf.recipes.common import (
     LoraFields,
     TrainingFields,
     causal_lm_request,
-    save_causal_lm,
     stops_at_once,
-    train_with_resume,
+    train_preference_model,
     trainer_inputs,
     training_arguments,
 )
@@ -82,15 +81,6 @@ def train(ctx: RunContext, config: ORPORecipeConfig) -> ArtifactResult:
     args = orpo_config(**training_arguments(ctx, config, bool(eval_records), loaded.model), beta=config.beta,
                        max_length=config.max_length)
     trainer = orpo_trainer(args=args, **trainer_inputs(ctx, config, loaded, train_records, eval_records))
-    result = train_with_resume(ctx, trainer)
-    kind_out = "causal-lm-adapter" if config.use_peft else "causal-lm"
-    if ctx.should_stop:
-        return ArtifactResult(kind=kind_out)
-    metrics = {"train_loss": float(result.training_loss)}
-    if eval_records:
-        ctx.log("evaluating the held-out records")
-        evaluation = trainer.evaluate()
-        metrics.update({k: float(v) for k, v in evaluation.items()
-                        if k.startswith(("eval_rewards", "eval_log_odds")) or k in ("eval_loss", "eval_nll_loss")})
-    extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft)
-    return ArtifactResult(kind=kind_out, metrics=metrics, extra=extra)
+    return train_preference_model(ctx, config, trainer, loaded, eval_records,
+                                  keep=lambda k: k.startswith(("eval_rewards", "eval_log_odds"))
+                                  or k in ("eval_loss", "eval_nll_loss"))
