@@ -4,7 +4,10 @@ test recipe: who writes the run directory, what the manifest records, failures o
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 
@@ -52,6 +55,46 @@ def test_two_static_nodes_on_localhost_one_run_directory_written_by_rank_0(forge
     assert m["distributed"]["master_port"] == port
     forge_cli("run", "--recipe", "descent", "--set", "steps=6", "--no-tracking", "-o", "one", check=True)
     assert (forge_cli.cwd / "multi" / "metrics.jsonl").read_text().count("loss") == 6
+    assert json.loads((forge_cli.cwd / "multi" / "artifact" / "weight.json").read_text()) == \
+        json.loads((forge_cli.cwd / "one" / "artifact" / "weight.json").read_text())
+
+
+def test_two_nodes_stopped_half_way_resume_as_two_nodes_to_the_uninterrupted_result(forge_cli):
+    """Ctrl-C on both nodes: the workers checkpoint and stop (interrupted, exit 130); the same two commands with
+    --resume continue from rank 0's last checkpoint and end where an uninterrupted run ends."""
+    config = ["--set", "steps=12", "--set", "checkpoint_every=2", "--no-tracking"]
+
+    def two_nodes(*run: str) -> list[tuple[subprocess.Popen, str]]:
+        port = str(free_port())
+        nodes = [forge_cli.popen("run", *run, "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port,
+                                 "--node-rank", str(r)) for r in (0, 1)]
+        return nodes
+
+    nodes = two_nodes("--recipe", "descent", *config, "--set", "step_seconds=0.2", "-o", "multi")
+    checkpoints = forge_cli.cwd / "multi" / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints / "checkpoint-4").is_dir() and time.time() < deadline:
+        assert all(p.poll() is None for p in nodes), [p.communicate() for p in nodes]
+        time.sleep(0.05)
+    for p in nodes:
+        p.send_signal(signal.SIGINT)
+    outs = [p.communicate(timeout=120) for p in nodes]
+    assert [p.returncode for p in nodes] == [130, 130], outs
+    m = manifest(forge_cli.cwd / "multi")
+    assert m["status"] == "interrupted", m
+    stopped_at = max(int(c.name.split("-")[1]) for c in checkpoints.glob("checkpoint-*"))
+    assert 4 <= stopped_at < 12
+    assert "continue with: forge run --resume" in outs[0][1]
+
+    nodes = two_nodes("--resume", "multi", "--no-tracking")
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    assert f"resuming from checkpoint-{stopped_at}" in outs[0][1]
+    m = manifest(forge_cli.cwd / "multi")
+    assert m["status"] == "completed" and m["world_size"] == 2 and len(m["resumes"]) == 1
+    steps = [json.loads(x)["step"] for x in (forge_cli.cwd / "multi" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))  # the steps after the checkpoint were dropped and run again, once
+    forge_cli("run", "--recipe", "descent", *config, "-o", "one", check=True)
     assert json.loads((forge_cli.cwd / "multi" / "artifact" / "weight.json").read_text()) == \
         json.loads((forge_cli.cwd / "one" / "artifact" / "weight.json").read_text())
 

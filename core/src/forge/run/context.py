@@ -181,9 +181,13 @@ class RunContext:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
-        """Write ``checkpoint-{step}`` atomically (``write(tmp_dir)``, a marker, a rename); keep the newest ``keep``."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        """Write ``checkpoint-{step}`` atomically (``write(tmp_dir)``, a marker, a rename); keep the newest ``keep``.
+        On ranks > 0 of a multi-process run nothing is written (rank 0 writes the run's checkpoints, which every rank
+        resumes from); the path rank 0 writes is returned."""
         final = self.checkpoint_dir / f"checkpoint-{step}"
+        if not self.is_main:
+            return final
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_dir / f".checkpoint-{step}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

@@ -11,6 +11,7 @@ trainer/accelerate from the device). When torchrun reports a failed worker on an
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -103,13 +104,51 @@ def launch(options: RunOptions, argv: list[str], topology: Topology | int) -> in
         (f" (one of {topology.nnodes} nodes)" if multinode else "")
     print(f"[forge] launching {topology.nproc_per_node} processes{where}: torchrun {' '.join(torchrun)} -m forge "
           f"run {' '.join(args)}", file=sys.stderr, flush=True)
-    try:
-        code = subprocess.call(command)
-    except KeyboardInterrupt:  # torchrun forwards the signal to the workers; they checkpoint and exit
+    code, stopped = _supervise(command)
+    if stopped:  # the workers checkpointed and recorded "interrupted" (torchrun itself exits 1 after a signal)
         return 130
     if code not in (0, 130):
         _mark_failed(plan.run_dir, code)
     return code
+
+
+def _supervise(command: list[str]) -> tuple[int, bool]:
+    """Run torchrun in its own process group and hand it each Ctrl-C / SIGTERM this launcher gets, once.
+
+    torchrun passes a signal it receives on to its workers (then waits up to 30 s before killing them); the
+    workers' first signal means "checkpoint at the next step and stop". Were torchrun in the terminal's process
+    group, a Ctrl-C would reach each worker twice (from the terminal and from torchrun) and the second would stop
+    them at once, before their checkpoint. A second signal goes to torchrun's whole group (the workers too): stop
+    now. Returns torchrun's exit code and whether a signal was forwarded."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(command, process_group=0)
+    stopped = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopped
+        again, stopped = stopped, True
+        if proc.poll() is not None:
+            return
+        if again:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # not expected (the handler forwards), but never leave torchrun behind
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return code, stopped
 
 
 def _mark_failed(run_dir, code: int) -> None:
