@@ -113,7 +113,7 @@ def launch(options: RunOptions, argv: list[str], topology: Topology | int) -> in
 
 
 def _supervise(command: list[str]) -> tuple[int, bool]:
-    """Run torchrun in its own process group and hand it each Ctrl-C / SIGTERM this launcher gets, once.
+    """Run torchrun in its own process group and hand it the Ctrl-C / SIGTERM / SIGHUP this launcher gets.
 
     torchrun passes a signal it receives on to its workers (then waits up to 30 s before killing them); the
     workers' first signal means "checkpoint at the next step and stop". Were torchrun in the terminal's process
@@ -123,7 +123,7 @@ def _supervise(command: list[str]) -> tuple[int, bool]:
     import os
     import signal
 
-    proc = subprocess.Popen(command, process_group=0)
+    proc = subprocess.Popen(command, start_new_session=True)  # its own process group (process_group=0 is 3.11+)
     stopped = False
 
     def forward(signum: int, frame: object) -> None:
@@ -137,7 +137,7 @@ def _supervise(command: list[str]) -> tuple[int, bool]:
         else:
             proc.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while True:
             try:
