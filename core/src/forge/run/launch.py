@@ -1,7 +1,8 @@
 """Multi-process and multi-node runs through torch's own launcher (``torch.distributed.run``, i.e. torchrun).
 
 ``forge run --nproc-per-node N ...`` validates the config and fixes the run directory here, then starts N
-workers with ``python -m torch.distributed.run --standalone --nproc-per-node N -m forge run ...``. With
+workers with ``python -m torch.distributed.run --standalone --nproc-per-node N -m forge run ...`` (through
+``forge.run.torchrun``: the same, quiet when it stops on a signal). With
 ``--nnodes M`` the same command runs on every node and the nodes meet through torchrun's rendezvous:
 ``--rdzv-endpoint HOST:PORT`` (c10d, elastic: global ranks are given out as nodes join) or the static form
 ``--master-addr HOST --master-port PORT --node-rank R`` (node R holds ranks R*N .. R*N+N-1). Global rank 0 owns the
@@ -99,7 +100,7 @@ def launch(options: RunOptions, argv: list[str], topology: Topology | int) -> in
     if options.resume is not None:
         args = [*_strip_option(args, "--resume"), "--resume", str(plan.run_dir)]
     torchrun = topology.torchrun_args()
-    command = [sys.executable, "-m", "torch.distributed.run", *torchrun, "-m", "forge", "run", *args]
+    command = [sys.executable, "-m", "forge.run.torchrun", *torchrun, "-m", "forge", "run", *args]
     where = f" (node {topology.node_rank} of {topology.nnodes})" if multinode and topology.master_addr else \
         (f" (one of {topology.nnodes} nodes)" if multinode else "")
     print(f"[forge] launching {topology.nproc_per_node} processes{where}: torchrun {' '.join(torchrun)} -m forge "

@@ -332,7 +332,10 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
                     self.worst = torch.where(not_finite(self.worst), self.worst, value)
 
         def _step_loss(self) -> float | None:
-            """This step's non-finite loss, or None; all ranks agree (max of the flags), so all stop together."""
+            """This step's non-finite loss, or None; all ranks agree (max of the flags), so all stop together. A
+            stop request (Ctrl-C/SIGTERM) rides on the same reduction: when one rank has it, every rank stops after
+            this step (a signal reaches the workers at slightly different moments; a rank going on alone would wait
+            for the others in its next collective)."""
             import torch
 
             worst, self.worst = self.worst, None
@@ -340,7 +343,11 @@ def forge_callback(ctx: RunContext, nan_policy: str = "stop") -> Any:
                 return None
             flag = not_finite(worst).to(torch.int32)
             if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                flags = torch.stack([flag, torch.tensor(int(ctx.should_stop), dtype=torch.int32, device=flag.device)])
+                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+                flag, stop = flags[0], bool(flags[1])
+                if stop and not ctx.should_stop:
+                    ctx.should_stop = True
             if not bool(flag):  # the one GPU sync per optimizer step
                 return None
             value = float(worst)
