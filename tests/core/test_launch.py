@@ -85,6 +85,7 @@ def test_two_nodes_stopped_half_way_resume_as_two_nodes_to_the_uninterrupted_res
     stopped_at = max(int(c.name.split("-")[1]) for c in checkpoints.glob("checkpoint-*"))
     assert 4 <= stopped_at < 12
     assert "continue with: forge run --resume" in outs[0][1]
+    assert not any("Traceback" in err for _, err in outs), outs  # torchrun too stops quietly on the signal
 
     nodes = two_nodes("--resume", "multi", "--no-tracking")
     outs = [p.communicate(timeout=300) for p in nodes]
