@@ -106,7 +106,7 @@ def launch(options: RunOptions, argv: list[str], topology: Topology | int) -> in
     print(f"[forge] launching {topology.nproc_per_node} processes{where}: torchrun {' '.join(torchrun)} -m forge "
           f"run {' '.join(args)}", file=sys.stderr, flush=True)
     code, stopped = _supervise(command)
-    if stopped:  # the workers checkpointed and recorded "interrupted" (torchrun itself exits 1 after a signal)
+    if stopped:  # the workers checkpointed and rank 0 recorded "interrupted": not a failure, whatever torchrun says
         return 130
     if code not in (0, 130):
         _mark_failed(plan.run_dir, code)
