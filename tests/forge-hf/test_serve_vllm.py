@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -140,6 +141,14 @@ def test_require_key_guards_every_path_but_health():
         assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
         assert client.get(path, headers={"Authorization": "bearer k3y"}).status_code == 200
     assert client.get("/docs", headers={"X-API-Key": "k3y"}).status_code == 401  # vLLM's own check takes Bearer only
+
+
+def test_a_child_ended_by_a_signal_gives_128_plus_its_number():
+    from forge_hf.serve_vllm import VllmCommand, run_child
+
+    kill_self = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert run_child(VllmCommand([sys.executable, "-c", kill_self], {})) == 128 + signal.SIGKILL
+    assert run_child(VllmCommand([sys.executable, "-c", "raise SystemExit(5)"], {})) == 5
 
 
 def test_launcher_end_to_end_on_a_stand_in_vllm(forge_cli, tiny_sft_run, fake_vllm, tmp_path):
