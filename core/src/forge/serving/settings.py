@@ -25,3 +25,5 @@ class ServeSettings(FieldRules):
                                   description="a request's headers, and then its body, must arrive within this long")
     keep_alive_s: float = Field(5.0, gt=0, le=3600, description="idle keep-alive connections are closed after this")
     grace_s: float = Field(5.0, ge=0, le=3600, description="on SIGTERM, wait at most this long for requests in flight")
+    max_model_len: int | None = Field(None, ge=16, le=10_000_000,
+                                      description="context length, prompt and output (outside engines: vllm)")
