@@ -118,7 +118,8 @@ def serve(
                                                         "prefer --api-key-file or env FORGE_API_KEY."),
     api_key_file: str = typer.Option(None, "--api-key-file", help="Require the key on this file's first line."),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Reject larger request bodies (413)."),
-    max_batch_size: int = typer.Option(16, "--max-batch-size", help="Micro-batch at most this many requests."),
+    max_batch_size: int = typer.Option(None, "--max-batch-size", help="Micro-batch at most this many requests "
+                                                                      "(default 16; LM servers 64)."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Wait at most this long to fill a micro-batch."),
     timeout_s: float = typer.Option(60.0, "--timeout-s", help="Give up on a request after this long (504)."),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests waiting beyond this many get 429 + Retry-After."),
