@@ -53,10 +53,10 @@ class CausalLM:
 
 def model_source(artifact: forge.Artifact) -> str:
     """Where the weights' ``config.json`` lives: the artifact itself, or (for an adapter) its base model."""
-    from forge_hf.provider import resolve_model
+    from forge_hf.base_model import resolve_base_model
 
     if artifact.kind == "causal-lm-adapter":
-        base, _ = resolve_model(str(artifact.manifest["base_model"]))
+        base, _ = resolve_base_model(artifact)
         return base
     return str(artifact.path)
 

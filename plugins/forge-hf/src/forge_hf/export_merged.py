@@ -23,7 +23,8 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from forge_hf.provider import auto_dtype, resolve_model
+    from forge_hf.base_model import resolve_base_model
+    from forge_hf.provider import auto_dtype
 
     unknown = set(options) - {"dtype", "tolerance"}
     if unknown:
@@ -31,7 +32,7 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
     dtype = auto_dtype(str(options.get("dtype", "fp32")))
     if artifact.kind == "sequence-classifier-adapter":
         return export_classifier(artifact, output_dir, dtype, options)
-    base_source, _ = resolve_model(artifact.manifest["base_model"])
+    base_source, _ = resolve_base_model(artifact)
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     adapted = PeftModel.from_pretrained(base, artifact.path).eval()

@@ -87,10 +87,10 @@ def load_classifier(artifact: Artifact, merge: bool = True) -> tuple[Any, Any]:
         return model.eval(), tokenizer
     from peft import PeftModel
 
-    from forge_hf.provider import resolve_model
+    from forge_hf.base_model import resolve_base_model
 
     labels = list(artifact.manifest["labels"])
-    base_source, _ = resolve_model(str(artifact.manifest["base_model"]))
+    base_source, _ = resolve_base_model(artifact)
     base = AutoModelForSequenceClassification.from_pretrained(
         base_source, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, pad_token_id=artifact.manifest.get("pad_token_id"),

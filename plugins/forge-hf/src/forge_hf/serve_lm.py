@@ -131,14 +131,15 @@ def load_for_inference(artifact: Artifact) -> tuple[Any, Any]:
     """Model (adapter merged in memory) and tokenizer of an LM artifact, on GPU when there is one."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from forge_hf.provider import auto_device, auto_dtype, resolve_model
+    from forge_hf.base_model import resolve_base_model
+    from forge_hf.provider import auto_device, auto_dtype
 
     dtype = auto_dtype()
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     if artifact.kind == "causal-lm-adapter":
         from peft import PeftModel
 
-        base_source, _ = resolve_model(artifact.manifest["base_model"])
+        base_source, _ = resolve_base_model(artifact)
         base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype, use_safetensors=True)
         model = PeftModel.from_pretrained(base, artifact.path).merge_and_unload()
     else:

@@ -240,7 +240,9 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     if ctx.should_stop:
         return ArtifactResult(kind=kind)
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
-    extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length,
+    from forge_hf.base_model import base_model_fields
+
+    extra: dict[str, Any] = {"labels": names, **base_model_fields(config.model), "max_length": config.max_length,
                              "backbone": "decoder" if decoder else "encoder",
                              "pad_token_id": model.config.pad_token_id}
     if use_peft:

@@ -559,8 +559,10 @@ def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, l
         with (out / "heldout.jsonl").open("w", encoding="utf-8") as handle:
             for record in heldout[:HELDOUT_KEPT]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    from forge_hf.base_model import base_model_fields
+
     extra: dict[str, Any] = {
-        "base_model": config.model,
+        **base_model_fields(config.model),  # with a seal for a local base: this user's later loads accept it
         "base_model_source": loaded_info.get("model_source"),
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
     }
