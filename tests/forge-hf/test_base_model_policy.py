@@ -110,6 +110,29 @@ def test_the_training_runs_seal_accepts_its_own_base_and_nothing_else(layout, tm
     assert SEAL_FIELD not in base_model_fields("HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
+def test_every_loader_of_a_base_model_applies_the_policy_before_loading(layout):
+    """serve, export (merged, onnx, gguf through load_causal_lm), eval/predict and rlhf: an adapter whose manifest
+    points outside is refused before any file of it is read (these adapters hold no weights at all)."""
+    from forge_hf import causal_lm, export_merged, predict, serve_lm
+    from forge_hf.recipes import rlhf
+
+    artifact_dir, base = layout
+    lm = adapter(artifact_dir, base_model=str(base))
+    loaders = [lambda: serve_lm.load_for_inference(lm), lambda: causal_lm.load_causal_lm(lm),
+               lambda: export_merged.export(lm, artifact_dir / "out", {}), lambda: rlhf.policy_source(str(lm.path))]
+    for load in loaders:
+        with pytest.raises(ForgeError, match="is a local path outside the artifact"):
+            load()
+    manifest = {"schema": 1, "type": "artifact", "kind": "sequence-classifier-adapter", "labels": ["a", "b"],
+                "base_model": str(base)}
+    (artifact_dir / "forge.json").write_text(json.dumps(manifest))
+    classifier = Artifact.load(artifact_dir)
+    for load in (lambda: predict.load_classifier(classifier), lambda: export_merged.export(classifier, artifact_dir,
+                                                                                         {})):
+        with pytest.raises(ForgeError, match="is a local path outside the artifact"):
+            load()
+
+
 def test_cli_refuses_a_hand_edited_base_model_and_the_operator_can_allow_one(forge_cli, tiny_sft_run, tiny_lm,
                                                                              tmp_path):
     manifest = json.loads((tiny_sft_run / "artifact" / "forge.json").read_text())
