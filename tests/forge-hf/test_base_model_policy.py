@@ -133,8 +133,8 @@ def test_every_loader_of_a_base_model_applies_the_policy_before_loading(layout):
             load()
 
 
-def test_cli_refuses_a_hand_edited_base_model_and_the_operator_can_allow_one(forge_cli, tiny_sft_run, tiny_lm,
-                                                                             tmp_path):
+def test_cli_refuses_a_hand_edited_base_model_and_another_user_needs_the_opt_in(forge_cli, tiny_sft_run, tiny_lm,
+                                                                                 tmp_path, monkeypatch):
     manifest = json.loads((tiny_sft_run / "artifact" / "forge.json").read_text())
     assert manifest[SEAL_FIELD]["path"] == str(Path(tiny_lm).resolve())  # training sealed its local base
     edited = tmp_path / "edited"
@@ -146,10 +146,11 @@ def test_cli_refuses_a_hand_edited_base_model_and_the_operator_can_allow_one(for
     assert len(lines) == 1 and lines[0].startswith(f"forge: error: {edited / 'forge.json'}: base_model "
                                                    "'../../../../etc' is a local path outside the artifact")
     assert MODEL_DIRS_ENV in lines[0] and not (tmp_path / "out").exists()
-    # another user serving or exporting this run: refused until they list the base's directory
-    other = {"XDG_CONFIG_HOME": str(tmp_path / "other-user")}
-    assert "seal is not from this user" in forge_cli("export", tiny_sft_run, "--format", "merged", "--output",
-                                                     tmp_path / "out", env=other).stderr
-    forge_cli("export", tiny_sft_run, "--format", "merged", "--output", tmp_path / "out",
-              env={**other, MODEL_DIRS_ENV: str(tiny_lm)}, check=True)
-    assert json.loads((tmp_path / "out" / "forge.json").read_text())["kind"] == "causal-lm"
+    # the run as trained loads its base (test_export_serve exports and serves it); another user, or this run on
+    # another box, needs the operator's opt-in
+    trained = Artifact.load(tiny_sft_run / "artifact")
+    assert checked_base_model(trained) == str(Path(tiny_lm).resolve())
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other-user"))
+    assert "seal is not from this user" in refusal(trained)
+    monkeypatch.setenv(MODEL_DIRS_ENV, str(tiny_lm))
+    assert checked_base_model(trained) == str(Path(tiny_lm).resolve())

@@ -19,16 +19,18 @@ from forge.errors import ForgeError
 
 
 def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> ArtifactResult:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from forge_hf.base_model import resolve_base_model
-    from forge_hf.provider import auto_dtype
+    from forge_hf.base_model import checked_base_model, resolve_base_model
 
     unknown = set(options) - {"dtype", "tolerance"}
     if unknown:
         raise ForgeError(f"--set {sorted(unknown)[0]}: the merged exporter takes dtype and tolerance")
+    checked_base_model(artifact)  # the base-model policy before torch is even imported
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from forge_hf.provider import auto_dtype
+
     dtype = auto_dtype(str(options.get("dtype", "fp32")))
     if artifact.kind == "sequence-classifier-adapter":
         return export_classifier(artifact, output_dir, dtype, options)
