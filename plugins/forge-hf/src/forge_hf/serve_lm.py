@@ -34,7 +34,7 @@ from fastapi.responses import StreamingResponse
 from forge.artifacts import Artifact
 from forge.errors import ForgeError
 from forge.serving.app import QueueFull, Text, create_base_app, error_body, error_response, not_ready_response
-from forge.serving.settings import ServeSettings
+from forge.serving.settings import DEFAULT_LM_BATCH_SIZE, ServeSettings
 from pydantic import BaseModel, Field
 
 MAX_STOP = 16  # stop strings per request (OpenAI takes 4)
@@ -536,10 +536,10 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
     from forge_hf.batched_generation import BatchedTorchBackend
 
     def load() -> Backend:
-        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=settings.max_batch_size,
-                                   max_wait_ms=settings.max_wait_ms)
+        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=rows, max_wait_ms=settings.max_wait_ms)
 
-    return create_openai_app(artifact, settings, load, concurrency=settings.max_batch_size)
+    rows = settings.batch_size(DEFAULT_LM_BATCH_SIZE)
+    return create_openai_app(artifact, settings, load, concurrency=rows)
 
 
 LLAMA_CPP_MISSING = ("serving a GGUF needs llama-cpp-python, which is not installed: run `make llama-cpp` in a forge "

@@ -63,9 +63,9 @@ def _check(request: ScoreRequest, where: str) -> dict[str, Any]:
 
 
 def create_reward_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    scorer = load_scorer(artifact.path, artifact.manifest, batch_size=settings.max_batch_size)
+    scorer = load_scorer(artifact.path, artifact.manifest, batch_size=settings.batch_size())
     app = create_base_app(f"forge reward-model ({artifact.manifest.get('base_model', artifact.path.name)})", settings)
-    batcher: MicroBatcher[dict[str, Any], float] = MicroBatcher(scorer.score, settings.max_batch_size,
+    batcher: MicroBatcher[dict[str, Any], float] = MicroBatcher(scorer.score, settings.batch_size(),
                                                                 settings.max_wait_ms, max_queue=settings.max_queue)
     batcher.export(app.state.metrics)
     app.state.batcher = batcher
