@@ -111,15 +111,16 @@ def test_the_training_runs_seal_accepts_its_own_base_and_nothing_else(layout, tm
 
 
 def test_every_loader_of_a_base_model_applies_the_policy_before_loading(layout):
-    """serve, export (merged, onnx, gguf through load_causal_lm), eval/predict and rlhf: an adapter whose manifest
-    points outside is refused before any file of it is read (these adapters hold no weights at all)."""
-    from forge_hf import causal_lm, export_merged, predict, serve_lm
+    """serve (torch, vLLM), export (merged, onnx, gguf through load_causal_lm), eval/predict and rlhf: an adapter
+    whose manifest points outside is refused before any file of it is read (these adapters hold no weights at all)."""
+    from forge_hf import causal_lm, export_merged, predict, serve_lm, serve_vllm
     from forge_hf.recipes import rlhf
 
     artifact_dir, base = layout
     lm = adapter(artifact_dir, base_model=str(base))
     loaders = [lambda: serve_lm.load_for_inference(lm), lambda: causal_lm.load_causal_lm(lm),
-               lambda: export_merged.export(lm, artifact_dir / "out", {}), lambda: rlhf.policy_source(str(lm.path))]
+               lambda: export_merged.export(lm, artifact_dir / "out", {}), lambda: rlhf.policy_source(str(lm.path)),
+               lambda: serve_vllm.merged_model(lm, "float32")]
     for load in loaders:
         with pytest.raises(ForgeError, match="is a local path outside the artifact"):
             load()
