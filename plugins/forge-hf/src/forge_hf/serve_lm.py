@@ -131,14 +131,16 @@ def load_for_inference(artifact: Artifact) -> tuple[Any, Any]:
     """Model (adapter merged in memory) and tokenizer of an LM artifact, on GPU when there is one."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from forge_hf.provider import auto_device, auto_dtype, resolve_model
+    from forge_hf.base_model import resolve_base_model
+    from forge_hf.provider import auto_device, auto_dtype
 
     dtype = auto_dtype()
+    # an adapter's base passes the base-model policy before anything loads
+    base_source = resolve_base_model(artifact)[0] if artifact.kind == "causal-lm-adapter" else None
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    if artifact.kind == "causal-lm-adapter":
+    if base_source is not None:
         from peft import PeftModel
 
-        base_source, _ = resolve_model(artifact.manifest["base_model"])
         base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype, use_safetensors=True)
         model = PeftModel.from_pretrained(base, artifact.path).merge_and_unload()
     else:

@@ -167,8 +167,10 @@ def merged_model(artifact: Artifact, dtype: str) -> Path:
 
     from forge.cli.export import export_artifact
 
+    from forge_hf.base_model import checked_base_model
     from forge_hf.provider import cache_dir
 
+    checked_base_model(artifact)  # the base-model policy holds for a cached merge too
     stamp = [str(artifact.path.resolve()), dtype]
     for file in sorted(artifact.path.iterdir()):
         if file.name == "forge.json" or file.name.startswith("adapter_"):
