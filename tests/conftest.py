@@ -77,6 +77,15 @@ class Forge:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A per-session ``XDG_CONFIG_HOME`` (inherited by the CLI subprocesses): the key that seals training runs' local
+    base models (forge_hf.base_model) is made there, never in the real ``~/.config``."""
+    home = tmp_path_factory.mktemp("config-home")
+    os.environ["XDG_CONFIG_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One sqlite tracking store for the session (creating one costs seconds)."""

@@ -41,3 +41,11 @@ def test_a_full_queue_refuses_with_retry_after():
     refused = [o for o in out if isinstance(o, QueueFull)]
     assert refused and rejected == len(refused) and all(r.retry_after_s > 0 for r in refused)
     assert all(o == i for i, o in enumerate(out) if not isinstance(o, QueueFull))
+
+
+def test_batch_size_is_the_flag_when_given_else_the_servers_own_default():
+    from forge.serving.settings import DEFAULT_LM_BATCH_SIZE, ServeSettings
+
+    assert ServeSettings().batch_size() == 16
+    assert ServeSettings().batch_size(DEFAULT_LM_BATCH_SIZE) == 64
+    assert ServeSettings(max_batch_size=1).batch_size(DEFAULT_LM_BATCH_SIZE) == 1  # --max-batch-size 1 still wins

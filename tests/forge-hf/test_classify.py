@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from support import Server
+from support import Server, assert_held, burst
 from test_sft import manifest
 
 REVIEWS = [("good movie", "positive"), ("great film", "positive"), ("i love it", "positive"),
@@ -68,6 +68,13 @@ def test_classify_end_to_end_and_server(forge_cli, tiny_bert):
         assert httpx.post(f"{server.url}/predict", json={"text": "hi"},
                           headers={"Authorization": "Bearer k"}).status_code == 200
         assert httpx.get(f"{server.url}/ready").json() == {"ready": True}
+        # issue 17: 64 concurrent clients, a quarter of them with bad bodies: only 2xx/4xx (429 when the queue is full)
+        load = burst(server.url, "/predict", [{"text": t} for t, _ in REVIEWS[:6]], headers=auth,
+                     bad=[{"text": ""}, {"text": 42}, '{"text": "a\\ud800b"}', {"texts": ["x"]}, "{"])
+        assert_held(load)
+        assert load[("bad", 422)] + load[("bad", 400)] == 32, load
+        assert_held(burst(server.url, "/predict/batch", [{"texts": ["good movie", "awful film"]}], headers=auth,
+                          bad=[{"texts": []}, {"texts": ["ok", ""]}]))
 
 
 def test_too_long_text_on_the_server(forge_cli, tiny_bert):

@@ -21,8 +21,10 @@ def test_decoder_backbones_are_told_apart_from_encoders(tiny_lm, tiny_bert):
 
 def make_adapter_artifact(path, base):
     """A ``sequence-classifier-adapter`` as the classify recipe writes it for a decoder (LoRA + head, pad id in the
-    manifest), from the tiny Llama, its LoRA weights nudged off zero so that merging changes the model."""
+    manifest, the base sealed as a training run of this user seals it), from the tiny Llama, its LoRA weights nudged off
+    zero so that merging changes the model."""
     import torch
+    from forge_hf.base_model import base_model_fields
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -42,7 +44,8 @@ def make_adapter_artifact(path, base):
     (path / "heldout.jsonl").write_text("".join(json.dumps({"text": t, "label": n}) + "\n" for t, n in REVIEWS[:6]))
     (path / "forge.json").write_text(json.dumps({
         "schema": 1, "type": "artifact", "kind": "sequence-classifier-adapter", "labels": labels, "max_length": 64,
-        "base_model": str(base), "backbone": "decoder", "adapter": "lora", "pad_token_id": tokenizer.pad_token_id}))
+        **base_model_fields(str(base)), "backbone": "decoder", "adapter": "lora",
+        "pad_token_id": tokenizer.pad_token_id}))
     return path
 
 

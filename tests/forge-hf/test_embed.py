@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from support import Server
+from support import Server, assert_held, burst
 from test_sft import manifest
 
 TRIPLET = {"anchor": "good movie", "positive": "the good film", "negative": "not a bad plot"}
@@ -65,6 +65,9 @@ PAIRS = [
     ("Do you have a student discount?", "Students get ten percent off with a valid card."),
     ("What is the warranty period?", "Every device has a two year warranty."),
 ]
+
+
+EMBED_BAD = [{"text": " "}, {"texts": ["fine", ""]}, {"text": 7}, '{"texts": ["ok", "a\\ud800b"]}']
 
 
 @pytest.mark.slow
@@ -123,6 +126,10 @@ def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
             response = client.post("/embed", json=body)
             assert response.status_code == status, body
             assert text in response.json()["error"]["message"]
+        # issue 17: 64 concurrent clients (the app in-process), a quarter of them bad: 2xx/4xx, 429 when queued full
+        load = burst(client, "/embed", [{"text": texts[0]}, {"texts": texts[1:]}], bad=EMBED_BAD)
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
 
     forge_cli("export", "run", "--format", "onnx", check=True, timeout=600)
     export = run / "exports" / "onnx"
@@ -136,6 +143,9 @@ def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
     assert report["metrics"]["mrr"]["value"] == pytest.approx(m["metrics"]["eval_mrr"], abs=1e-3)
 
     with Server(forge_cli, export) as server:
+        load = burst(server.url, "/embed", [{"text": texts[0]}, {"texts": texts[1:]}], bad=EMBED_BAD)
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
         body = httpx.post(f"{server.url}/embed", json={"texts": texts}).json()
         np.testing.assert_allclose(np.array(body["embeddings"]), expected, atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(np.array(body["embeddings"]), axis=1), 1.0, atol=1e-4)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import assert_held, burst
 from test_sft import manifest, write_jsonl
 
 PAIRS = [{"prompt": f"capital of {c}?", "chosen": f" {p}.", "rejected": " i do not know."}
@@ -77,6 +78,19 @@ def test_reward_model_scores_serves_and_evaluates(reward_run, tmp_path):
         assert len(scores) == 2 and abs(scores[0] - one.json()["score"]) < 1e-5  # padding in a batch changes nothing
         empty = client.post("/score", json={"prompt": "x", "completion": "  "})
         assert empty.status_code == 422 and "completion" in empty.text
+        for body, where in (('{"prompt": "x", "completion": "a\\ud800"}', "completion"),  # was a TypeError: a 500
+                            ('{"prompt": [{"role": "user", "content": "\\udfff"}], "completion": "y"}', "prompt")):
+            lone = client.post("/score", content=body, headers={"Content-Type": "application/json"})
+            assert lone.status_code == 422, lone.text
+            assert lone.json()["error"]["message"] == \
+                f"{where}: contains a character that cannot be encoded as UTF-8 (a lone surrogate)"
+        # issue 17: 64 concurrent clients (the app in-process), a quarter of them bad: 2xx/4xx, 429 when queued full
+        load = burst(client, "/score", [{"prompt": "capital of peru?", "completion": " lima."},
+                                        {"prompt": [{"role": "user", "content": "hi"}], "completion": "hello"}],
+                     bad=[{"prompt": "x", "completion": ""}, {"prompt": 3, "completion": "y"},
+                          '{"prompt": "x", "completion": "a\\ud800b"}', {"prompt": "x"}])
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
 
     import forge
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from support import Server
+from support import Server, assert_held, burst
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "forge-hf"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "forge-timeseries"))
@@ -57,6 +57,10 @@ def test_classifier_fp32_and_int8_export_and_server(forge_cli, classifier_run):
         assert [x["confidence"] for x in a] == pytest.approx([x["confidence"] for x in b], abs=1e-4)
         bad = httpx.post(f"{onnx_server.url}/predict", json={"text": ""})
         assert bad.status_code == 422 and bad.json()["error"]["message"] == "text: must not be empty"
+        load = burst(onnx_server.url, "/predict", [{"text": "good movie"}, {"text": "an awful awful film"}],
+                     bad=[{"text": ""}, {"text": 42}, '{"text": "a\\ud800b"}'])  # issue 17: 64 clients, 2xx/4xx
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
 
 
 def test_int8_accuracy_bound_is_enforced(forge_cli, classifier_run):
@@ -84,6 +88,10 @@ def test_forecaster_export_and_server(forge_cli):
         assert [p["timestamp"] for p in a["forecast"]] == [p["timestamp"] for p in b["forecast"]]
         assert [p["value"] for p in a["forecast"]] == pytest.approx([p["value"] for p in b["forecast"]], rel=1e-4)
         assert httpx.post(f"{onnx_server.url}/forecast", json={"horizon": 99}).status_code == 422
+        load = burst(onnx_server.url, "/forecast", [{}, {"level": [50]}, {"horizon": 2}],
+                     bad=[{"horizon": 99}, {"level": [100]}, {"history": []}])  # issue 17: 64 clients, 2xx/4xx
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
         for p, q in zip(a["forecast"], b["forecast"], strict=True):  # intervals from the ONNX server too
             assert q["lo_95"] <= q["lo_80"] <= q["value"] <= q["hi_80"] <= q["hi_95"]
             assert q["hi_95"] == pytest.approx(p["hi_95"], rel=1e-4)

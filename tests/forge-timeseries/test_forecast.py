@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 from series_files import write_series
-from support import Server
+from support import Server, assert_held, burst
 
 
 def manifest(run):
@@ -154,3 +154,9 @@ def test_forecast_server(forge_cli):
             response = httpx.post(f"{server.url}/forecast", json=body)
             assert response.status_code == 422, body
             assert reason in response.json()["error"]["message"], response.json()
+        # issue 17: 64 concurrent clients (stored tail, own history, narrower levels), a quarter of them bad: 2xx/4xx
+        load = burst(server.url, "/forecast", [{}, {"history": history, "horizon": 3}, {"level": [50]}],
+                     bad=[{"horizon": 7}, {"history": history[:5]}, {"horizon": "soon"}, '{"id": "\\ud800"}',
+                          '{"model": "\\ud800"}'])
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load

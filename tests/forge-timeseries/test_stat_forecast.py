@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 from series_files import write_series
-from support import Server
+from support import Server, assert_held, burst
 
 
 def manifest(path):
@@ -63,6 +63,11 @@ def test_stat_forecast_server(forge_cli, forecast_runs):
             response = httpx.post(f"{server.url}/forecast", json=body)
             assert response.status_code == 422, body
             assert reason in response.json()["error"]["message"], response.json()
+        # issue 17: 64 concurrent clients (stored series, another model, levels), a quarter of them bad: 2xx/4xx
+        load = burst(server.url, "/forecast", [{}, {"model": "AutoARIMA", "horizon": 12}, {"level": [50]}],
+                     bad=[{"model": "Prophet"}, {"history": history[:10]}, {"horizon": 0}, '{"model": "\\ud800"}'])
+        assert_held(load)
+        assert load[("bad", 422)] == 32, load
 
 
 def test_stat_forecast_config_errors(forge_cli):

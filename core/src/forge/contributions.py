@@ -130,18 +130,40 @@ class Server:
 
     ``accepts`` lists the artifact kinds it can serve. ``predict`` (optional): ``predict(artifact: Artifact,
     options: dict) -> forge.Predictor``, the same model in-process (see :mod:`forge.predictors`).
+
+    ``engine``: ``"forge"`` (default) for an app forge runs itself; another name for a server that runs an outside
+    engine (``forge serve ARTIFACT --engine NAME``): it gives ``launch(artifact, settings, given) -> int`` instead
+    of ``create_app``, which runs the engine in the foreground and returns its exit code; ``given`` holds the
+    ``forge serve`` flags the user set (``"--max-queue"``...), so it can refuse those it has no equivalent for.
     """
 
     name: str
     accepts: tuple[str, ...]
-    create_app: Ref
+    create_app: Ref | None = None
     summary: str = ""
     predict: Ref | None = None
+    engine: str = "forge"
+    launch: Ref | None = None
 
     kind = "servers"
 
+    def __post_init__(self) -> None:
+        if self.engine == "forge" and self.create_app is None:
+            raise ValueError(f"server {self.name!r}: create_app is required (engine 'forge')")
+        if self.engine != "forge" and self.launch is None:
+            raise ValueError(f"server {self.name!r}: engine {self.engine!r} needs launch=")
+
     def build(self, artifact: Artifact, settings: Any) -> Any:
+        if self.create_app is None:
+            raise ValueError(f"server {self.name!r} runs on engine {self.engine!r}; it has no app to build")
         return resolve(self.create_app)(artifact, settings)
+
+    def run_engine(self, artifact: Artifact, settings: Any, given: frozenset[str]) -> int:
+        """Run the outside engine in the foreground (see the class docstring); its exit code."""
+        if self.launch is None:
+            raise ValueError(f"server {self.name!r} runs in forge; it has nothing to launch")
+        code: int = resolve(self.launch)(artifact, settings, given)
+        return code
 
     def load_predictor(self, artifact: Artifact, options: dict[str, Any]) -> Any:
         """The artifact loaded in-process (``predict(artifact, options) -> forge.Predictor``)."""

@@ -82,6 +82,8 @@ def register_servers(register: forge.Register) -> None:
     register(forge.Server(name="openai", accepts=CAUSAL_LM_KINDS, create_app="forge_hf.serve_lm:create_lm_app",
                           predict="forge_hf.predict:causal_lm_predictor",
                           summary="OpenAI-compatible chat/completions API"))
+    register(forge.Server(name="vllm", accepts=CAUSAL_LM_KINDS, engine="vllm", launch="forge_hf.serve_vllm:launch",
+                          summary="--engine vllm: vLLM's OpenAI server as a child process (needs vllm, a CUDA GPU)"))
     register(forge.Server(name="reward", accepts=("reward-model",),
                           create_app="forge_hf.serve_reward:create_reward_app",
                           predict="forge_hf.serve_reward:reward_predictor",

@@ -53,10 +53,10 @@ class CausalLM:
 
 def model_source(artifact: forge.Artifact) -> str:
     """Where the weights' ``config.json`` lives: the artifact itself, or (for an adapter) its base model."""
-    from forge_hf.provider import resolve_model
+    from forge_hf.base_model import resolve_base_model
 
     if artifact.kind == "causal-lm-adapter":
-        base, _ = resolve_model(str(artifact.manifest["base_model"]))
+        base, _ = resolve_base_model(artifact)
         return base
     return str(artifact.path)
 
@@ -80,12 +80,12 @@ def load_causal_lm(artifact: forge.Artifact) -> CausalLM:
     if artifact.kind not in CAUSAL_LM_KINDS:
         raise forge.ForgeError(f"{artifact.path}: a {artifact.kind} artifact is not a causal LM "
                                f"({' or '.join(CAUSAL_LM_KINDS)})")
+    source = model_source(artifact)  # an adapter's base passes the base-model policy before anything loads
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     if artifact.kind == "causal-lm-adapter":
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(model_source(artifact), dtype=torch.float32,
-                                                    use_safetensors=True)
+        base = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
         model = PeftModel.from_pretrained(base, artifact.path).merge_and_unload()
         origin = "lora merged in memory"
     else:

@@ -17,13 +17,14 @@ the probability the model gave the expected label.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from forge import Artifact, ConfigError, DataError, EvalRequest, EvalResult, ForgeError
+from forge import Artifact, DataError, EvalRequest, EvalResult, ForgeError
+
+from forge_hf.eval_inputs import check_options, heldout_split, in_batches, limit_option, training_config
 
 OPTIONS = {"text_column", "label_column", "batch_size", "bins", "limit"}
 
@@ -31,27 +32,6 @@ OPTIONS = {"text_column", "label_column", "batch_size", "bins", "limit"}
 def metric_name(label: str) -> str:
     """A label as part of a metric name (MLflow and gate expressions take letters, digits, ``_ - .``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "label"
-
-
-def training_config(artifact: Artifact) -> dict[str, Any]:
-    config = artifact.manifest.get("config") or {}
-    parent = (artifact.manifest.get("parent") or {}).get("path")
-    if not config and parent and (Path(parent) / "forge.json").is_file():
-        config = json.loads((Path(parent) / "forge.json").read_text(encoding="utf-8")).get("config") or {}
-    return dict(config)
-
-
-def default_data(artifact: Artifact) -> Path:
-    """The held-out split kept by the classify recipe, beside the artifact or the one it was exported from."""
-    candidates = [artifact.path / "heldout.jsonl"]
-    parent = (artifact.manifest.get("parent") or {}).get("path")
-    if parent:
-        candidates.append(Path(parent) / "heldout.jsonl")
-    for candidate in candidates:
-        if candidate.is_file() and candidate.stat().st_size:
-            return candidate
-    raise ForgeError(f"{artifact.path}: no held-out split kept with this artifact (trained with eval_split=0?); "
-                     "give a labelled file: --data FILE")
 
 
 def read_examples(path: Path, text_column: str, label_column: str, labels: list[str],
@@ -90,18 +70,6 @@ def read_examples(path: Path, text_column: str, label_column: str, labels: list[
     return [r[text_column] for r in records], ids, rows.where[:len(records)]
 
 
-def _int(options: dict[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
-    if name not in options:
-        return default
-    try:
-        value = int(options[name])
-    except (TypeError, ValueError):
-        raise ConfigError(f"--set {name}={options[name]}: expected an integer") from None
-    if value < minimum:
-        raise ConfigError(f"--set {name}={options[name]}: must be at least {minimum}")
-    return value
-
-
 def per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F1 per class from a confusion matrix (rows true, columns predicted); 0 when undefined."""
     tp = np.diag(matrix).astype(np.float64)
@@ -135,22 +103,22 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
     import forge
     from forge.evaluation import bootstrap_interval
 
+    from forge_hf.predict import int_option
+
     options = dict(request.options)
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise ConfigError(f"--set {unknown[0]}: the classification suite takes {', '.join(sorted(OPTIONS))}")
+    check_options(options, OPTIONS, "classification")
     config = training_config(artifact)
     if request.data is not None:
         data = Path(request.data)
         text_column = str(options.get("text_column", config.get("text_column", "text")))
         label_column = str(options.get("label_column", config.get("label_column", "label")))
     else:
-        data = default_data(artifact)  # written by the recipe with these names
+        data = heldout_split(artifact, "a labelled file")  # written by the recipe with these names
         text_column = str(options.get("text_column", "text"))
         label_column = str(options.get("label_column", "label"))
-    bins = _int(options, "bins", 10) or 10
-    batch_size = _int(options, "batch_size", 32) or 32
-    limit = _int(options, "limit", None)
+    bins = int_option(options, "bins", 10)
+    batch_size = int_option(options, "batch_size", 32)
+    limit = limit_option(options)
     labels = [str(x) for x in artifact.manifest.get("labels") or []]
     if not labels:
         raise ForgeError(f"{artifact.path}: the manifest names no labels; is this a classifier forge made?")
@@ -158,18 +126,8 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
     request.log(f"classification: {len(texts)} examples from {data}, {len(labels)} labels; {artifact.kind}")
 
     with forge.load_predictor(artifact, {"batch_size": batch_size}) as predictor:
-        chunks = []
-        bar = request.progress(total=len(texts), desc="classifying")
-        for start in range(0, len(texts), batch_size):
-            if request.should_stop():
-                raise KeyboardInterrupt
-            part = texts[start:start + batch_size]
-            chunks.append(probabilities(predictor, part, labels))
-            if bar is not None:
-                bar.update(len(part))
-        if bar is not None:
-            bar.close()
-    probs = np.concatenate(chunks)
+        probs = in_batches(texts, batch_size, request, "classifying",
+                           lambda part: probabilities(predictor, part, labels))
     truth = np.asarray(truth_list, dtype=np.int64)
     predicted = probs.argmax(axis=1)
     confidence = probs.max(axis=1)

@@ -23,23 +23,10 @@ from typing import Any
 import numpy as np
 from forge import Artifact, ConfigError, EvalRequest, EvalResult, ForgeError
 
-from forge_hf.eval_classification import _int, training_config
+from forge_hf.eval_inputs import check_options, heldout_split, in_batches, limit_option, training_config
 from forge_hf.retrieval import DEFAULT_KS, corpus_of, metrics_from_ranks, read_pairs
 
 OPTIONS = {"anchor_column", "positive_column", "negative_column", "batch_size", "limit", "k"}
-
-
-def default_data(artifact: Artifact) -> Path:
-    """The held-out split the embed recipe kept, beside the artifact or the one it was exported from."""
-    candidates = [artifact.path / "heldout.jsonl"]
-    parent = (artifact.manifest.get("parent") or {}).get("path")
-    if parent:
-        candidates.append(Path(parent) / "heldout.jsonl")
-    for candidate in candidates:
-        if candidate.is_file() and candidate.stat().st_size:
-            return candidate
-    raise ForgeError(f"{artifact.path}: no held-out split kept with this artifact (trained with eval_split=0?); "
-                     "give a pairs file: --data FILE")
 
 
 def parse_ks(value: Any) -> list[int]:
@@ -53,39 +40,26 @@ def parse_ks(value: Any) -> list[int]:
     return ks
 
 
-def embed_all(predictor: Any, texts: list[str], batch_size: int, request: EvalRequest, desc: str) -> np.ndarray:
-    chunks = []
-    bar = request.progress(total=len(texts), desc=desc)
-    for start in range(0, len(texts), batch_size):
-        if request.should_stop():
-            raise KeyboardInterrupt
-        part = texts[start:start + batch_size]
-        if hasattr(predictor, "embed"):
-            chunks.append(np.asarray(predictor.embed(part), dtype=np.float32))
-        else:
-            chunks.append(np.array([o["embedding"] for o in predictor.predict([{"text": t} for t in part])],
-                                   dtype=np.float32))
-        if bar is not None:
-            bar.update(len(part))
-    if bar is not None:
-        bar.close()
-    return np.concatenate(chunks)
+def embed(predictor: Any, texts: list[str]) -> np.ndarray:
+    if hasattr(predictor, "embed"):
+        return np.asarray(predictor.embed(texts), dtype=np.float32)
+    return np.array([o["embedding"] for o in predictor.predict([{"text": t} for t in texts])], dtype=np.float32)
 
 
 def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
     import forge
     from forge.evaluation import mean_interval
 
+    from forge_hf.predict import int_option
+
     options = dict(request.options)
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise ConfigError(f"--set {unknown[0]}: the retrieval suite takes {', '.join(sorted(OPTIONS))}")
+    check_options(options, OPTIONS, "retrieval")
     config = training_config(artifact) if request.data is not None else {}
-    data = Path(request.data) if request.data is not None else default_data(artifact)
+    data = Path(request.data) if request.data is not None else heldout_split(artifact, "a pairs file")
     columns = {name: str(options.get(f"{name}_column", config.get(f"{name}_column", name)))
                for name in ("anchor", "positive", "negative")}
-    batch_size = _int(options, "batch_size", 32) or 32
-    limit = _int(options, "limit", None)
+    batch_size = int_option(options, "batch_size", 32)
+    limit = limit_option(options)
     ks = parse_ks(options["k"]) if "k" in options else list(DEFAULT_KS)
     if not data.is_file():
         raise ForgeError(f"{data}: no such file")
@@ -95,8 +69,8 @@ def evaluate(artifact: Artifact, request: EvalRequest) -> EvalResult:
     request.log(f"retrieval: {len(anchors)} queries against {len(documents)} documents from {data}; {artifact.kind}")
 
     with forge.load_predictor(artifact, {"batch_size": batch_size}) as predictor:
-        queries = embed_all(predictor, anchors, batch_size, request, "embedding queries")
-        corpus = embed_all(predictor, documents, batch_size, request, "embedding documents")
+        queries = in_batches(anchors, batch_size, request, "embedding queries", lambda part: embed(predictor, part))
+        corpus = in_batches(documents, batch_size, request, "embedding documents", lambda part: embed(predictor, part))
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     d = corpus / np.maximum(np.linalg.norm(corpus, axis=1, keepdims=True), 1e-12)
     scores = q @ d.T

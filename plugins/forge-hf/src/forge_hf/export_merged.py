@@ -19,19 +19,22 @@ from forge.errors import ForgeError
 
 
 def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> ArtifactResult:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from forge_hf.provider import auto_dtype, resolve_model
+    from forge_hf.base_model import checked_base_model, resolve_base_model
 
     unknown = set(options) - {"dtype", "tolerance"}
     if unknown:
         raise ForgeError(f"--set {sorted(unknown)[0]}: the merged exporter takes dtype and tolerance")
+    checked_base_model(artifact)  # the base-model policy before torch is even imported
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from forge_hf.provider import auto_dtype
+
     dtype = auto_dtype(str(options.get("dtype", "fp32")))
     if artifact.kind == "sequence-classifier-adapter":
         return export_classifier(artifact, output_dir, dtype, options)
-    base_source, _ = resolve_model(artifact.manifest["base_model"])
+    base_source, _ = resolve_base_model(artifact)
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     adapted = PeftModel.from_pretrained(base, artifact.path).eval()

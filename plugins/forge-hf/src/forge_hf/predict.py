@@ -81,16 +81,16 @@ def load_classifier(artifact: Artifact, merge: bool = True) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     if artifact.kind != "sequence-classifier-adapter":
         model = AutoModelForSequenceClassification.from_pretrained(artifact.path, use_safetensors=True)
-        return model.eval(), tokenizer
+        return model.eval(), AutoTokenizer.from_pretrained(artifact.path)
     from peft import PeftModel
 
-    from forge_hf.provider import resolve_model
+    from forge_hf.base_model import resolve_base_model
 
+    base_source, _ = resolve_base_model(artifact)  # the base-model policy, before anything loads
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path)
     labels = list(artifact.manifest["labels"])
-    base_source, _ = resolve_model(str(artifact.manifest["base_model"]))
     base = AutoModelForSequenceClassification.from_pretrained(
         base_source, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, pad_token_id=artifact.manifest.get("pad_token_id"),

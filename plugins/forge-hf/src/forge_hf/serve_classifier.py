@@ -46,7 +46,7 @@ def add_classifier_routes(app: Any, labels: list[str], predict_probs: Callable[[
                           settings: ServeSettings, max_chars: int = MAX_CHARS) -> None:
     """Add ``POST /predict`` and ``POST /predict/batch`` answering with label, confidence and scores."""
     batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(lambda texts: list(predict_probs(texts)),
-                                                          settings.max_batch_size, settings.max_wait_ms,
+                                                          settings.batch_size(), settings.max_wait_ms,
                                                           max_queue=settings.max_queue)
     batcher.export(app.state.metrics)
     app.state.batcher = batcher

@@ -55,7 +55,7 @@ def _check(text: str, field: str, max_chars: int) -> None:
 def add_embed_routes(app: Any, embed: Callable[[list[str]], np.ndarray], settings: ServeSettings, dimension: int,
                      normalized: bool, max_chars: int = MAX_CHARS) -> None:
     """Add ``POST /embed``: ``{"text"}`` → ``{"embedding"}``, ``{"texts"}`` → ``{"embeddings"}`` (same order)."""
-    batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(lambda texts: list(embed(texts)), settings.max_batch_size,
+    batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(lambda texts: list(embed(texts)), settings.batch_size(),
                                                           settings.max_wait_ms, max_queue=settings.max_queue)
     batcher.export(app.state.metrics)
     app.state.batcher = batcher

@@ -34,7 +34,7 @@ from fastapi.responses import StreamingResponse
 from forge.artifacts import Artifact
 from forge.errors import ForgeError
 from forge.serving.app import QueueFull, Text, create_base_app, error_body, error_response, not_ready_response
-from forge.serving.settings import ServeSettings
+from forge.serving.settings import DEFAULT_LM_BATCH_SIZE, ServeSettings
 from pydantic import BaseModel, Field
 
 MAX_STOP = 16  # stop strings per request (OpenAI takes 4)
@@ -131,14 +131,16 @@ def load_for_inference(artifact: Artifact) -> tuple[Any, Any]:
     """Model (adapter merged in memory) and tokenizer of an LM artifact, on GPU when there is one."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from forge_hf.provider import auto_device, auto_dtype, resolve_model
+    from forge_hf.base_model import resolve_base_model
+    from forge_hf.provider import auto_device, auto_dtype
 
     dtype = auto_dtype()
+    # an adapter's base passes the base-model policy before anything loads
+    base_source = resolve_base_model(artifact)[0] if artifact.kind == "causal-lm-adapter" else None
     tokenizer = AutoTokenizer.from_pretrained(artifact.path)
-    if artifact.kind == "causal-lm-adapter":
+    if base_source is not None:
         from peft import PeftModel
 
-        base_source, _ = resolve_model(artifact.manifest["base_model"])
         base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype, use_safetensors=True)
         model = PeftModel.from_pretrained(base, artifact.path).merge_and_unload()
     else:
@@ -534,10 +536,10 @@ def create_lm_app(artifact: Artifact, settings: ServeSettings) -> Any:
     from forge_hf.batched_generation import BatchedTorchBackend
 
     def load() -> Backend:
-        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=settings.max_batch_size,
-                                   max_wait_ms=settings.max_wait_ms)
+        return BatchedTorchBackend(*load_for_inference(artifact), max_batch=rows, max_wait_ms=settings.max_wait_ms)
 
-    return create_openai_app(artifact, settings, load, concurrency=settings.max_batch_size)
+    rows = settings.batch_size(DEFAULT_LM_BATCH_SIZE)
+    return create_openai_app(artifact, settings, load, concurrency=rows)
 
 
 LLAMA_CPP_MISSING = ("serving a GGUF needs llama-cpp-python, which is not installed: run `make llama-cpp` in a forge "

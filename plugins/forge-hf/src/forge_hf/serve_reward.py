@@ -20,7 +20,7 @@ from fastapi import HTTPException
 from forge.artifacts import Artifact
 from forge.errors import DataError
 from forge.predictors import Predictor
-from forge.serving.app import create_base_app
+from forge.serving.app import create_base_app, encodable
 from forge.serving.batching import MicroBatcher
 from forge.serving.settings import ServeSettings
 from pydantic import BaseModel, Field, StrictStr
@@ -55,6 +55,11 @@ def _check(request: ScoreRequest, where: str) -> dict[str, Any]:
     for field in ("prompt", "completion"):
         value = getattr(request, field)
         text = value if isinstance(value, str) else "".join(m.content for m in value)
+        try:  # a lone surrogate ("\ud800" in the JSON) is a TypeError in the tokenizer: a 500
+            encodable(text if isinstance(value, str) else "".join(m.role + m.content for m in value))
+        except ValueError:
+            raise HTTPException(422, f"{where}{field}: contains a character that cannot be encoded as UTF-8 "
+                                     "(a lone surrogate)") from None
         if field == "completion" and not text.strip():
             raise HTTPException(422, f"{where}completion: must not be empty")
         if len(text) > MAX_CHARS:
@@ -63,9 +68,9 @@ def _check(request: ScoreRequest, where: str) -> dict[str, Any]:
 
 
 def create_reward_app(artifact: Artifact, settings: ServeSettings) -> Any:
-    scorer = load_scorer(artifact.path, artifact.manifest, batch_size=settings.max_batch_size)
+    scorer = load_scorer(artifact.path, artifact.manifest, batch_size=settings.batch_size())
     app = create_base_app(f"forge reward-model ({artifact.manifest.get('base_model', artifact.path.name)})", settings)
-    batcher: MicroBatcher[dict[str, Any], float] = MicroBatcher(scorer.score, settings.max_batch_size,
+    batcher: MicroBatcher[dict[str, Any], float] = MicroBatcher(scorer.score, settings.batch_size(),
                                                                 settings.max_wait_ms, max_queue=settings.max_queue)
     batcher.export(app.state.metrics)
     app.state.batcher = batcher

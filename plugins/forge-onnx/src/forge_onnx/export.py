@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,34 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
     prepared.unlink()
 
 
+def run_text_model(ort_session: Any, encoded: Any, names: list[str]) -> np.ndarray:
+    """The first output of an exported text model for tokenizer output ``encoded`` (numpy), inputs ``names``."""
+    return ort_session.run(None, {n: encoded[n].astype(np.int64) for n in names})[0]
+
+
+def check_parity(fp32: Path, output_dir: Path, options: dict[str, Any], samples: list[str],
+                 source: Callable[[list[str]], np.ndarray], exported: Callable[[Any, list[str]], np.ndarray],
+                 what: str) -> tuple[dict[str, Any], Any]:
+    """Compare the fp32 ONNX model at ``fp32`` with the source model on ``samples`` (fail above ``tolerance``), then
+    make ``output_dir/model.onnx``: the fp32 model, or with ``quantize=int8`` its dynamic int8 quantization (its max
+    difference recorded too). ``exported(session, texts)`` runs an ONNX session. Returns the parity record and the
+    int8 session (``None`` for fp32), for the caller's held-out check."""
+    fp32_diff = float(np.abs(exported(session(fp32), samples) - source(samples)).max())
+    tolerance = float(options.get("tolerance", 1e-4))
+    if fp32_diff > tolerance:
+        raise ForgeError(f"onnx parity: max abs {what} difference {fp32_diff:.3g} > tolerance {tolerance}")
+    parity: dict[str, Any] = {"fp32_max_abs_diff": fp32_diff, "tolerance": tolerance, "samples": len(samples)}
+    final = output_dir / "model.onnx"
+    if options.get("quantize") != "int8":
+        fp32.rename(final)
+        return parity, None
+    quantize_int8(fp32, final)
+    fp32.unlink()
+    int8_session = session(final)
+    parity["int8_max_abs_diff"] = float(np.abs(exported(int8_session, samples) - source(samples)).max())
+    return parity, int8_session
+
+
 def _torch_export(module: Any, args: tuple[Any, ...], names: list[str], output: str, dynamic: dict[str, Any],
                   path: Path, opset: int, kwargs: dict[str, Any] | None = None) -> None:
     import torch
@@ -120,22 +149,10 @@ def export_classifier(artifact: Artifact, output_dir: Path, options: dict[str, A
             return model(**{n: encoded[n] for n in names}).logits.numpy()
 
     def onnx_logits(ort_session: Any, texts: list[str]) -> np.ndarray:
-        encoded = encode(texts, "np")
-        return ort_session.run(None, {n: encoded[n].astype(np.int64) for n in names})[0]
+        return run_text_model(ort_session, encode(texts, "np"), names)
 
-    fp32_session = session(fp32)
-    fp32_diff = float(np.abs(onnx_logits(fp32_session, sample_texts) - torch_logits(sample_texts)).max())
-    tolerance = float(options.get("tolerance", 1e-4))
-    if fp32_diff > tolerance:
-        raise ForgeError(f"onnx parity: max abs logit difference {fp32_diff:.3g} > tolerance {tolerance}")
-    parity: dict[str, Any] = {"fp32_max_abs_diff": fp32_diff, "tolerance": tolerance, "samples": len(sample_texts)}
-    final = output_dir / "model.onnx"
-    if options.get("quantize") == "int8":
-        quantize_int8(fp32, final)
-        fp32.unlink()
-        int8_session = session(final)
-        parity["int8_max_abs_diff"] = float(np.abs(onnx_logits(int8_session, sample_texts)
-                                                   - torch_logits(sample_texts)).max())
+    parity, int8_session = check_parity(fp32, output_dir, options, sample_texts, torch_logits, onnx_logits, "logit")
+    if int8_session is not None:
         if heldout:
             texts = [r["text"] for r in heldout]
             truth = np.array([labels.index(r["label"]) for r in heldout])
@@ -150,8 +167,6 @@ def export_classifier(artifact: Artifact, output_dir: Path, options: dict[str, A
                                  f"the source model's {source_accuracy:.3f} (max_accuracy_drop {drop_limit})")
         else:
             parity["accuracy_change"] = None  # the source artifact kept no held-out split
-    else:
-        fp32.rename(final)
     tokenizer.save_pretrained(output_dir)
     if (artifact.path / "config.json").exists():
         shutil.copy(artifact.path / "config.json", output_dir / "config.json")

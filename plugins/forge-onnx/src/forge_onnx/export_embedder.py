@@ -20,7 +20,7 @@ import numpy as np
 from forge.artifacts import Artifact, ArtifactResult
 from forge.errors import ForgeError
 
-from forge_onnx.export import SAMPLE_TEXTS, _torch_export, quantize_int8, session
+from forge_onnx.export import SAMPLE_TEXTS, _torch_export, check_parity, run_text_model
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -75,36 +75,21 @@ def export_embedder(artifact: Artifact, output_dir: Path, options: dict[str, Any
             return Embedding()(**{n: encoded[n] for n in names}).numpy()
 
     def onnx_embed(ort_session: Any, texts: list[str]) -> np.ndarray:
-        encoded = encode(texts, "np")
-        return ort_session.run(None, {n: encoded[n].astype(np.int64) for n in names})[0]
+        return run_text_model(ort_session, encode(texts, "np"), names)
 
-    fp32_session = session(fp32)
-    fp32_diff = float(np.abs(onnx_embed(fp32_session, sample_texts) - torch_embed(sample_texts)).max())
-    tolerance = float(options.get("tolerance", 1e-4))
-    if fp32_diff > tolerance:
-        raise ForgeError(f"onnx parity: max abs embedding difference {fp32_diff:.3g} > tolerance {tolerance}")
-    parity: dict[str, Any] = {"fp32_max_abs_diff": fp32_diff, "tolerance": tolerance, "samples": len(sample_texts)}
-    final = output_dir / "model.onnx"
-    if options.get("quantize") == "int8":
-        quantize_int8(fp32, final)
-        fp32.unlink()
-        int8_session = session(final)
-        parity["int8_max_abs_diff"] = float(np.abs(onnx_embed(int8_session, sample_texts)
-                                                   - torch_embed(sample_texts)).max())
-        if heldout:
-            source, _ = evaluate_embeddings(lambda texts: _batched(torch_embed, texts), heldout)
-            quantized, _ = evaluate_embeddings(lambda texts: _batched(lambda t: onnx_embed(int8_session, t), texts),
-                                               heldout)
-            limit = float(options.get("max_accuracy_drop", 0.02))
-            parity.update({"heldout_records": len(heldout), "source_recall_at_10": source["recall_at_10"],
-                           "int8_recall_at_10": quantized["recall_at_10"], "source_mrr": source["mrr"],
-                           "int8_mrr": quantized["mrr"], "max_accuracy_drop": limit})
-            drop = source["recall_at_10"] - quantized["recall_at_10"]
-            if drop > limit:
-                raise ForgeError(f"int8 held-out recall@10 {quantized['recall_at_10']:.3f} is {drop:.3f} below the "
-                                 f"source model's {source['recall_at_10']:.3f} (max_accuracy_drop {limit})")
-    else:
-        fp32.rename(final)
+    parity, int8_session = check_parity(fp32, output_dir, options, sample_texts, torch_embed, onnx_embed, "embedding")
+    if int8_session is not None and heldout:
+        source, _ = evaluate_embeddings(lambda texts: _batched(torch_embed, texts), heldout)
+        quantized, _ = evaluate_embeddings(lambda texts: _batched(lambda t: onnx_embed(int8_session, t), texts),
+                                           heldout)
+        limit = float(options.get("max_accuracy_drop", 0.02))
+        parity.update({"heldout_records": len(heldout), "source_recall_at_10": source["recall_at_10"],
+                       "int8_recall_at_10": quantized["recall_at_10"], "source_mrr": source["mrr"],
+                       "int8_mrr": quantized["mrr"], "max_accuracy_drop": limit})
+        drop = source["recall_at_10"] - quantized["recall_at_10"]
+        if drop > limit:
+            raise ForgeError(f"int8 held-out recall@10 {quantized['recall_at_10']:.3f} is {drop:.3f} below the "
+                             f"source model's {source['recall_at_10']:.3f} (max_accuracy_drop {limit})")
     tokenizer.save_pretrained(output_dir)
     if (artifact.path / "heldout.jsonl").exists():  # evaluations of the export default to the same split
         shutil.copy(artifact.path / "heldout.jsonl", output_dir / "heldout.jsonl")

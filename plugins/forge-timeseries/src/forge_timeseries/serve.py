@@ -162,7 +162,7 @@ def create_predictor(artifact: Artifact, options: dict[str, Any]) -> ForecastPre
 def add_forecast_routes(app: Any, forecaster: Forecaster, settings: ServeSettings) -> None:
     """``POST /forecast`` and ``/forecast/batch`` around any :class:`Forecaster`."""
     batcher: MicroBatcher[Query, Forecast | QueryError] = MicroBatcher(
-        forecaster.forecast_many, settings.max_batch_size, settings.max_wait_ms, max_queue=settings.max_queue)
+        forecaster.forecast_many, settings.batch_size(), settings.max_wait_ms, max_queue=settings.max_queue)
     batcher.export(app.state.metrics)
     app.state.batcher = batcher
 

@@ -26,7 +26,6 @@ from typing import Annotated, Any
 import numpy as np
 from forge.artifacts import ArtifactResult
 from forge.errors import DataError
-from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field, field_validator, model_validator
 
@@ -35,8 +34,7 @@ from forge_hf.recipes.common import (
     MAX_TOKENS,
     LoraFields,
     TrainingFields,
-    attention,
-    check_device,
+    classifier_request,
     forge_callback,
     peft_config,
     seed_everything,
@@ -182,13 +180,7 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     train_records, held = training_data.split_holdout(records, config.eval_split, config.seed)
     ctx.log(f"data: {len(records)} records, {len(names)} labels ({', '.join(names)}); "
             f"train {len(train_records)}, held out {len(held)}")
-    check_device(config)
-    implementation = attention(config)
-    loaded = ctx.load_model(ModelRequest(
-        model=config.model, task="sequence-classification", dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code, seed=config.seed,
-        options={"labels": names, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
-                                     else {})}))
+    loaded = ctx.load_model(classifier_request(config, names))
     tokenizer = loaded.tokenizer
     model = loaded.model
     decoder = is_decoder(model.config)
@@ -240,7 +232,9 @@ def train(ctx: RunContext, config: ClassifyConfig) -> ArtifactResult:
     if ctx.should_stop:
         return ArtifactResult(kind=kind)
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
-    extra: dict[str, Any] = {"labels": names, "base_model": config.model, "max_length": config.max_length,
+    from forge_hf.base_model import base_model_fields
+
+    extra: dict[str, Any] = {"labels": names, **base_model_fields(config.model), "max_length": config.max_length,
                              "backbone": "decoder" if decoder else "encoder",
                              "pad_token_id": model.config.pad_token_id}
     if use_peft:

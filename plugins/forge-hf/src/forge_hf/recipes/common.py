@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataFile, DataSource, NanPolicy, RecipeConfig
+from forge.config import DataFile, DataSource, DataSources, NanPolicy, RecipeConfig
 from forge.console import verbose
+from forge.datafiles import PiiPolicy, PreferenceFormat
 from forge.run.context import RunContext
 from pydantic import Field, field_validator, model_validator
 
@@ -169,6 +170,23 @@ def check_device(config: TrainingFields) -> None:
                           "here (use sdpa or auto)")
 
 
+class PreferenceFields(TrainingFields):
+    """The training fields of the recipes that learn from preference pairs (dpo, orpo, reward): the data in the
+    formats dpo reads, one source or a mixture, and its PII policy."""
+
+    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
+        description="preference pairs: JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list "
+        "of {path, split, subset, weight | samples, format} (docs/data.md)")
+    eval_data: DataSources | None = Field(None, description="held-out pairs (one source or a mixture); replaces "
+                                                            "the eval_split hold-out")
+    format: PreferenceFormat = Field(
+        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
+        "full conversations sharing a prompt; auto: detected (docs/data.md)")
+    pii: PiiPolicy = Field(
+        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
+        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
+
+
 class LoraFields(RecipeConfig):
     """LoRA settings (names as in TRL's ``ModelConfig``)."""
 
@@ -208,6 +226,24 @@ def causal_lm_request(config: Any, load_in_4bit: bool = False, max_length: int |
         seed=config.seed,
         options={**({"model_kwargs": {"attn_implementation": implementation}} if implementation else {}),
                  **({"recipe": recipe} if recipe else {})},
+    )
+
+
+def classifier_request(config: Any, labels: list[str], recipe: str | None = None) -> Any:
+    """The ModelRequest of a sequence-classification recipe (classify, reward): the backbone with a new head of
+    ``labels`` outputs."""
+    from forge.models import ModelRequest
+
+    check_device(config)
+    implementation = attention(config)
+    return ModelRequest(
+        model=config.model,
+        task="sequence-classification",
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        seed=config.seed,
+        options={"labels": labels, **({"model_kwargs": {"attn_implementation": implementation}} if implementation
+                                      else {}), **({"recipe": recipe} if recipe else {})},
     )
 
 
@@ -566,8 +602,10 @@ def save_causal_lm(ctx: RunContext, trainer: Any, tokenizer: Any, config: Any, l
         with (out / "heldout.jsonl").open("w", encoding="utf-8") as handle:
             for record in heldout[:HELDOUT_KEPT]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    from forge_hf.base_model import base_model_fields
+
     extra: dict[str, Any] = {
-        "base_model": config.model,
+        **base_model_fields(config.model),  # with a seal for a local base: this user's later loads accept it
         "base_model_source": loaded_info.get("model_source"),
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
     }

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataSources
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -21,7 +20,7 @@ from forge_hf import training_data
 from forge_hf.recipes.common import (
     MAX_TOKENS,
     LoraFields,
-    TrainingFields,
+    PreferenceFields,
     causal_lm_request,
     stops_at_once,
     train_preference_model,
@@ -30,22 +29,11 @@ from forge_hf.recipes.common import (
 )
 
 
-class DPORecipeConfig(TrainingFields, LoraFields):
-    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
-        description="JSONL/JSON/CSV/Parquet/Arrow file or Hub dataset name, or a mixture: a list of "
-        "{path, split, subset, weight | samples, format} (docs/data.md)")
-    eval_data: DataSources | None = Field(None, description="evaluation data (one source or a mixture); "
-                                                            "replaces the eval_split hold-out")
+class DPORecipeConfig(PreferenceFields, LoraFields):
     beta: float = Field(0.1, gt=0, description="strength of the KL penalty toward the reference model")
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
     max_length: int = Field(1024, ge=8, le=MAX_TOKENS)
     learning_rate: float = Field(5e-5, gt=0)
-    format: training_data.PreferenceFormat = Field(
-        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
-        "full conversations sharing a prompt; auto: detected (docs/data.md)")
-    pii: training_data.PiiPolicy = Field(
-        "warn", description="PII and secrets in the data (forge data scan): warn, ignore, block (fail at the data "
-        "checks) or redact (train on a redacted copy, kept in the run directory with its sha256 and parent)")
 
 
 def prepare(ctx: RunContext, config: DPORecipeConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataSources
 from forge.errors import ForgeError
 from forge.run.context import RunContext
 from pydantic import Field
@@ -23,7 +22,7 @@ from forge_hf import training_data
 from forge_hf.recipes.common import (
     MAX_TOKENS,
     LoraFields,
-    TrainingFields,
+    PreferenceFields,
     causal_lm_request,
     stops_at_once,
     train_preference_model,
@@ -32,16 +31,7 @@ from forge_hf.recipes.common import (
 )
 
 
-class ORPORecipeConfig(TrainingFields, LoraFields):
-    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
-        description="preference data (the formats dpo reads): file or Hub dataset name, or a mixture (docs/data.md)")
-    eval_data: DataSources | None = Field(None, description="evaluation pairs (one source or a mixture); replaces "
-                                                            "the eval_split hold-out")
-    format: training_data.PreferenceFormat = Field(
-        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
-        "full conversations sharing a prompt; auto: detected (docs/data.md)")
-    pii: training_data.PiiPolicy = Field(
-        "warn", description="PII and secrets in the data: warn, ignore, block or redact (as in sft/dpo)")
+class ORPORecipeConfig(PreferenceFields, LoraFields):
     beta: float = Field(0.1, gt=0, description="λ: weight of the odds-ratio (preference) term beside the SFT loss")
     max_length: int = Field(1024, ge=8, le=MAX_TOKENS, description="tokens of prompt + completion")
     learning_rate: float = Field(8e-6, gt=0)

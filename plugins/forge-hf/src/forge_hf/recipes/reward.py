@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from forge.artifacts import ArtifactResult
-from forge.config import DataSources
-from forge.models import ModelRequest
 from forge.run.context import RunContext
 from pydantic import Field
 
@@ -28,9 +26,8 @@ from forge_hf import training_data
 from forge_hf.recipes.common import (
     MAX_TOKENS,
     LoraFields,
-    TrainingFields,
-    attention,
-    check_device,
+    PreferenceFields,
+    classifier_request,
     forge_callback,
     peft_config,
     seed_everything,
@@ -42,16 +39,7 @@ from forge_hf.recipes.common import (
 HELDOUT_KEPT = 500
 
 
-class RewardRecipeConfig(TrainingFields, LoraFields):
-    data: DataSources = Field(  # type: ignore[assignment]  # one source or a mixture
-        description="preference data (the formats dpo reads): file or Hub dataset name, or a mixture (docs/data.md)")
-    eval_data: DataSources | None = Field(None, description="held-out pairs (one source or a mixture); replaces "
-                                                            "the eval_split hold-out")
-    format: training_data.PreferenceFormat = Field(
-        "auto", description="preference: prompt/chosen/rejected (strings or messages); chat-pair: chosen/rejected "
-        "full conversations sharing a prompt; auto: detected (docs/data.md)")
-    pii: training_data.PiiPolicy = Field(
-        "warn", description="PII and secrets in the data: warn, ignore, block or redact (as in sft/dpo)")
+class RewardRecipeConfig(PreferenceFields, LoraFields):
     max_length: int = Field(512, ge=8, le=MAX_TOKENS, description="tokens of prompt + completion; longer pairs keep "
                             "their last tokens (the score is read at the end)")
     learning_rate: float = Field(1e-4, gt=0)
@@ -80,13 +68,7 @@ def train(ctx: RunContext, config: RewardRecipeConfig) -> ArtifactResult:
     from forge_hf.reward_model import KIND, Scorer, encode, pairwise
 
     train_records, eval_records, kind = prepare(ctx, config)
-    check_device(config)
-    implementation = attention(config)
-    loaded = ctx.load_model(ModelRequest(
-        model=config.model, task="sequence-classification", dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code, seed=config.seed,
-        options={"labels": ["reward"], "recipe": "reward",
-                 **({"model_kwargs": {"attn_implementation": implementation}} if implementation else {})}))
+    loaded = ctx.load_model(classifier_request(config, ["reward"], recipe="reward"))
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 

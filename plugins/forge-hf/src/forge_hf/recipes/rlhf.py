@@ -27,6 +27,7 @@ from forge.errors import ConfigError
 from forge.run.context import RunContext
 from pydantic import Field
 
+from forge_hf.base_model import SEAL_FIELD, base_model_fields, checked_base_model
 from forge_hf.recipes.common import (
     causal_lm_request,
     save_causal_lm,
@@ -85,10 +86,9 @@ def policy_source(model: str) -> tuple[str, Path | None]:
                          f"({', '.join(POLICY_KINDS)})")
     if artifact.kind == "causal-lm":
         return str(artifact.path), None
-    base = artifact.manifest.get("base_model")
-    if not base:
+    if not artifact.manifest.get("base_model"):
         raise ForgeError(f"model: {artifact.path}: the adapter's manifest names no base_model")
-    return str(base), artifact.path
+    return checked_base_model(artifact), artifact.path  # a local base outside the artifact: only if trusted
 
 
 def check_data(config: RLHFRecipeConfig, log: Callable[[str], None]) -> None:
@@ -188,7 +188,8 @@ def train(ctx: RunContext, config: RLHFRecipeConfig) -> ArtifactResult:
         trainer.model = cast(Any, trainer.model).merge_and_unload()
         kind = "causal-lm"
     extra = save_causal_lm(ctx, trainer, loaded.tokenizer, config, loaded.info, adapter=config.use_peft and not merge)
-    extra["base_model"] = source
+    extra.pop(SEAL_FIELD, None)
+    extra.update(base_model_fields(source))
     if adapter is not None:
         extra["merged_adapters"] = [str(adapter.resolve()), *(["this run's LoRA"] if merge else [])]
     extra.update({"reward_model": config.reward_model, "rewards": [*config.reward_funcs, "reward_model"],
