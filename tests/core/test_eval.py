@@ -270,3 +270,25 @@ def test_registry_references_go_through_forge_registry(tmp_path, monkeypatch, ml
     assert outcome.path.parent == tmp_path / "evals" / "clf-v3" and not (model / "evals").exists()
     assert recorded == [("3", "const")] and outcome.eval_json["reference"] == "models:/clf/3"
     assert outcome.eval_json["mlflow_run_id"] is None
+
+
+def test_an_exports_parent_is_followed_only_when_sealed_or_its_own_run(tmp_path):
+    """Issue 20: a manifest's ``parent`` (where eval finds the held-out split and the producing run) is data anyone
+    who can write the export can edit; it is followed inside the run that holds the export, or sealed by this user."""
+    from forge import seals
+    from forge.artifacts import parent_directory
+
+    run = tmp_path / "run"
+    (run / "exports" / "text").mkdir(parents=True)
+    elsewhere = tmp_path / "away"
+    elsewhere.mkdir()
+    assert parent_directory(run / "exports" / "text", {"parent": {"path": str(run)}}) == run.resolve()
+    unsealed = {"parent": {"path": str(run)}}
+    assert parent_directory(elsewhere, unsealed) is None  # a sibling export without a seal: not followed
+    sealed = {"parent": {"path": str(run), "seal": seals.seal(run, "parent")}}
+    assert parent_directory(elsewhere, sealed) == run.resolve()
+    edited = {"parent": {"path": str(tmp_path), "seal": sealed["parent"]["seal"]}}  # seal copied onto another path
+    assert parent_directory(elsewhere, edited) is None
+    assert parent_directory(run / "exports" / "text", {"parent": {"path": "/"}}) is None  # not any ancestor
+    wrong_purpose = {"parent": {"path": str(run), "seal": seals.seal(run, "base_model")}}
+    assert parent_directory(elsewhere, wrong_purpose) is None

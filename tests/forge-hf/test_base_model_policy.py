@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from forge import Artifact
 from forge.errors import ForgeError
-from forge_hf.base_model import MODEL_DIRS_ENV, SEAL_FIELD, base_model_fields, checked_base_model, key_path
+from forge.seals import key_path
+from forge_hf.base_model import MODEL_DIRS_ENV, SEAL_FIELD, base_model_fields, checked_base_model
 
 
 @pytest.fixture

@@ -211,3 +211,20 @@ def write_artifact_manifest(directory: Path, result: ArtifactResult, made_by: di
     }
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest
+
+
+def parent_directory(path: Path, manifest: dict[str, Any]) -> Path | None:
+    """The directory of the artifact an export at ``path`` was made from (its manifest's ``parent``), when it may be
+    followed: inside the export's own tree, the run an export sits in (``RUN/exports/NAME``), or sealed by this
+    user's ``forge export`` (:mod:`forge.seals`). A hand-edited or foreign ``parent`` is not followed: ``None``."""
+    parent = manifest.get("parent")
+    named = parent.get("path") if isinstance(parent, dict) else None
+    if not isinstance(named, str) or not named:
+        return None
+    from forge import seals
+
+    real, here = Path(named).expanduser().resolve(), path.resolve()
+    if real.is_relative_to(here) or (here.parent.name == "exports" and here.parent.parent == real):
+        return real
+    sealed = seals.sealed_path(parent.get("seal"), "parent") if isinstance(parent, dict) else None
+    return real if sealed is not None and sealed == real else None

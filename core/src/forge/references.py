@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge.artifacts import MANIFEST, Artifact, read_manifest
+from forge.artifacts import MANIFEST, Artifact, parent_directory, read_manifest
 from forge.errors import ForgeError
 
 REGISTRY_PREFIX = "models:/"
@@ -106,9 +106,9 @@ def producing_run(path: Path, manifest: dict[str, Any] | None = None, depth: int
                 return candidate
         except ForgeError:
             pass
-    parent = (manifest.get("parent") or {}).get("path") if isinstance(manifest.get("parent"), dict) else None
-    if parent:
-        return producing_run(Path(parent), depth=depth + 1)
+    parent = parent_directory(path, manifest)
+    if parent is not None:
+        return producing_run(parent, depth=depth + 1)
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 import forge
+from forge import seals
 from forge.artifacts import ArtifactResult, staged_directory, write_artifact_manifest
 from forge.config import ConfigSource, validate
 from forge.contributions import Registered
@@ -76,7 +77,8 @@ def export_artifact(source: Path | str, name: str, output: Path | None,
             "export_options": options,
             "forge_version": forge.__version__,
             "plugins": plugins.versions(),
-            "parent": {"path": str(artifact.path.resolve()), "kind": artifact.kind},
+            "parent": {"path": str(artifact.path.resolve()), "kind": artifact.kind,
+                       "seal": seals.seal(artifact.path, "parent")},
             "config": artifact.manifest.get("config"),
             "data": artifact.manifest.get("data"),
         }

@@ -19,53 +19,16 @@ is not followed wherever it points:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
+from forge import seals
 from forge.artifacts import MANIFEST, Artifact
 from forge.errors import ForgeError
 
 MODEL_DIRS_ENV = "FORGE_MODEL_DIRS"
 SEAL_FIELD = "base_model_seal"
-_SEAL_CONTEXT = b"forge base_model v1\0"
-
-
-def key_path() -> Path:
-    """This user's sealing key: ``$XDG_CONFIG_HOME/forge/manifest-key`` (default ``~/.config``)."""
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(config) / "forge" / "manifest-key"
-
-
-def _key(create: bool) -> bytes | None:
-    """The key, made on first use when ``create``; ``None`` when there is none or it is not private to this user
-    (another user's readable key could forge seals)."""
-    path = key_path()
-    if create and not path.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-        except FileExistsError:  # another process made it first
-            pass
-        except OSError:  # an unwritable home: no seal; FORGE_MODEL_DIRS still works
-            return None
-    try:
-        stat = path.stat()
-        if stat.st_uid != os.getuid() or stat.st_mode & 0o077:
-            return None
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return key.encode() if len(key) >= 32 else None
-
-
-def _mac(key: bytes, real: str) -> str:
-    return hmac.new(key, _SEAL_CONTEXT + real.encode(), hashlib.sha256).hexdigest()
 
 
 def _local_base(model: str) -> Path | None:
@@ -85,10 +48,9 @@ def base_model_fields(model: str) -> dict[str, Any]:
     local path, ``base_model_seal`` ``{"path": real path, "hmac": ...}`` so this user's later loads accept it."""
     fields: dict[str, Any] = {"base_model": model}
     local = _local_base(model)
-    key = _key(create=True) if local is not None and local.exists() else None
-    if local is not None and key is not None:
-        real = str(local.resolve())
-        fields[SEAL_FIELD] = {"path": real, "hmac": _mac(key, real)}
+    made = seals.seal(local, "base_model") if local is not None and local.exists() else None
+    if made is not None:
+        fields[SEAL_FIELD] = made
     return fields
 
 
@@ -99,16 +61,8 @@ def model_dirs() -> list[Path]:
 
 
 def _sealed_path(manifest: dict[str, Any]) -> Path | None:
-    """The real path the manifest's seal vouches for, when the seal is this user's and the path still resolves to
-    itself (a directory swapped for a symlink since training no longer matches)."""
-    seal = manifest.get(SEAL_FIELD)
-    if not isinstance(seal, dict) or not isinstance(seal.get("path"), str) or not isinstance(seal.get("hmac"), str):
-        return None
-    key = _key(create=False)
-    if key is None or not hmac.compare_digest(_mac(key, seal["path"]), seal["hmac"]):
-        return None
-    path = Path(seal["path"])
-    return path if path.is_absolute() and path.resolve() == path else None
+    """The real path the manifest's ``base_model_seal`` vouches for (:func:`forge.seals.sealed_path`)."""
+    return seals.sealed_path(manifest.get(SEAL_FIELD), "base_model")
 
 
 def _names(sealed: Path, name: str) -> bool:

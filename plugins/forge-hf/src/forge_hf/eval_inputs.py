@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from forge import Artifact, ConfigError, EvalRequest, ForgeError
+from forge.artifacts import parent_directory
 
 
 def check_options(options: dict[str, Any], allowed: Iterable[str], suite: str) -> None:
@@ -35,8 +36,8 @@ def limit_option(options: dict[str, Any]) -> int | None:
 def training_config(artifact: Artifact) -> dict[str, Any]:
     """The config of the run that trained ``artifact`` (for an export, of the artifact it was exported from)."""
     config = artifact.manifest.get("config") or {}
-    parent = (artifact.manifest.get("parent") or {}).get("path")
-    if not config and parent and (Path(parent) / "forge.json").is_file():
+    parent = parent_directory(artifact.path, artifact.manifest)
+    if not config and parent and (parent / "forge.json").is_file():
         config = json.loads((Path(parent) / "forge.json").read_text(encoding="utf-8")).get("config") or {}
     return dict(config)
 
@@ -45,9 +46,9 @@ def heldout_split(artifact: Artifact, give: str) -> Path:
     """The held-out split the recipe kept (``heldout.jsonl``), beside the artifact or the one it was exported from;
     without one, a one-line error asking for ``--data`` (``give``: what kind of file, e.g. "a labelled file")."""
     candidates = [artifact.path / "heldout.jsonl"]
-    parent = (artifact.manifest.get("parent") or {}).get("path")
+    parent = parent_directory(artifact.path, artifact.manifest)
     if parent:
-        candidates.append(Path(parent) / "heldout.jsonl")
+        candidates.append(parent / "heldout.jsonl")
     for candidate in candidates:
         if candidate.is_file() and candidate.stat().st_size:
             return candidate

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from forge import Artifact, ConfigError, DataError, EvalRequest, EvalResult, ForgeError
+from forge.artifacts import parent_directory
 
 HELDOUT = "heldout.jsonl"
 
@@ -54,9 +55,9 @@ def bool_option(options: dict[str, Any], name: str, default: bool) -> bool:
 def default_data(artifact: Artifact, suite: str) -> Path | None:
     """The held-out split an sft run kept, beside the artifact or the one it was exported from."""
     candidates = [artifact.path / HELDOUT]
-    parent = (artifact.manifest.get("parent") or {}).get("path")
+    parent = parent_directory(artifact.path, artifact.manifest)
     if parent:
-        candidates.append(Path(parent) / HELDOUT)
+        candidates.append(parent / HELDOUT)
     return next((c for c in candidates if c.is_file() and c.stat().st_size), None)
 
 
