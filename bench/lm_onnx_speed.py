@@ -1,8 +1,10 @@
 """Where ONNX Runtime's decode time goes for a causal LM, and what each lever buys: the packaged
 SmolLM2-135M-Instruct traced as `forge export --format onnx` traces it (opset 20, the former default, and opset 23,
 where RMSNorm, rotary embedding and attention come out as single ONNX ops), with and without forge_onnx.lm_graph's
-rewrites (KV heads not repeated for grouped-query attention; q/k/v and gate/up MatMuls packed into one each), each
-fp32 and block-wise int8 (the exporter's default quantization); the generation loop with and without IO binding.
+rewrites (KV heads not repeated for grouped-query attention; q/k/v and gate/up MatMuls packed into one each),
+and with the rotary/cache/attention nodes of each layer fused into one GroupQueryAttention, each fp32 and block-wise
+int8 (the exporter's default quantization); the generation loop with and without IO binding, with spinning threads,
+with one thread.
 
     python bench/lm_onnx_speed.py [--prompts 8] [--timed 4] [--new-tokens 48] [--repeats 3] [--threads 2] [--profile]
 
@@ -69,7 +71,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--variants", default="o20,o23,o23+rw")
+    parser.add_argument("--variants", default="o20,o23,o23+rw,o23+gqa")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="alias or model directory")
     args = parser.parse_args()
     import onnx
@@ -78,7 +80,7 @@ def main() -> None:
     from forge_hf.provider import resolve_model
     from forge_onnx.export import session
     from forge_onnx.export_lm import quantize_lm_int8, save_onnx, trace_decoder
-    from forge_onnx.lm_graph import drop_repeat_kv, pack_matmuls
+    from forge_onnx.lm_graph import drop_repeat_kv, fuse_group_query_attention, pack_matmuls
     from forge_onnx.lm_runtime import OnnxCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -104,10 +106,14 @@ def main() -> None:
             save_onnx(trace_decoder(model, tokenizer, opset), traced[opset])
         fp32 = work / f"{variant}-fp32"
         sidecars(fp32)
-        if variant.endswith("+rw"):
+        if "+" in variant:  # +rw: drop_repeat_kv and pack_matmuls; +gqa: and GroupQueryAttention
             proto = onnx.load(str(traced[opset]))
-            counts = drop_repeat_kv(proto), pack_matmuls(proto)
-            print(f"{variant}: repeat_kv dropped {counts[0]}, matmuls packed {counts[1]}", flush=True)
+            counts = [drop_repeat_kv(proto), pack_matmuls(proto)]
+            if variant.endswith("+gqa"):
+                config = model.config
+                counts.append(fuse_group_query_attention(proto, config.num_attention_heads,
+                                                         config.num_key_value_heads, config.max_position_embeddings))
+            print(f"{variant}: repeat_kv dropped, matmuls packed, GQA: {counts}", flush=True)
             save_onnx(onnx_ir.from_proto(proto), fp32 / "model.onnx")
         else:
             shutil.copy(traced[opset], fp32 / "model.onnx")

@@ -46,6 +46,10 @@ def test_fp32_and_int8_exports(onnx_exports):
     assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
     inputs = m32["decoder"]["inputs"]
     assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"] and len(inputs) == 3 + 2 * 2
+    # opset 23 (one Attention op per layer) and forge_onnx.lm_graph's rewrites, per layer of the 2: k and v no
+    # longer repeated for grouped-query attention, q/k/v and gate/up packed
+    assert m32["graph"] == m8["graph"] == {"opset": 23, "repeat_kv_dropped": 4, "matmuls_packed": 4,
+                                         "group_query_attention": 0}  # head size 8: not a multiple of 16
 
 
 def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
@@ -67,6 +71,7 @@ def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
         reference = lm.model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False,
                                       eos_token_id=lm.eos_token_ids)[0, len(ids):].tolist()
     assert runtime.generate(ids, max_new_tokens=16) == reference
+    assert OnnxCausalLM(fp32, io_binding=False).generate(ids, max_new_tokens=16) == reference  # plain session.run
     stream = runtime.stream(ids, max_new_tokens=16)
     assert next(stream) == reference[0]
     assert runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[0]]) == reference[:1]  # yielded, then stop

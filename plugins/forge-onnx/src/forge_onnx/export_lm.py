@@ -84,14 +84,18 @@ def default_opset() -> int | None:
     return 23 if version >= (1, 23) else None
 
 
-def rewrite_decoder(program: Any) -> tuple[Any, dict[str, int]]:
+def rewrite_decoder(program: Any, config: Any) -> tuple[Any, dict[str, int]]:
     """:mod:`forge_onnx.lm_graph`'s rewrites (exact up to rounding) on a traced decoder."""
     import onnx_ir
 
-    from forge_onnx.lm_graph import drop_repeat_kv, pack_matmuls
+    from forge_onnx.lm_graph import drop_repeat_kv, fuse_group_query_attention, pack_matmuls
 
     proto = onnx_ir.to_proto(program)
     counts = {"repeat_kv_dropped": drop_repeat_kv(proto), "matmuls_packed": pack_matmuls(proto)}
+    heads = int(config.num_attention_heads)
+    counts["group_query_attention"] = fuse_group_query_attention(
+        proto, heads, int(getattr(config, "num_key_value_heads", None) or heads),
+        int(getattr(config, "max_position_embeddings", None) or 4096))
     return onnx_ir.from_proto(proto), counts
 
 
@@ -213,7 +217,7 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
     program = trace_decoder(lm.model, lm.tokenizer, opset)
     graph: dict[str, Any] = {"opset": opset or next(v for d, v in program.opset_imports.items() if d == "")}
     if rewrite:
-        program, counts = rewrite_decoder(program)
+        program, counts = rewrite_decoder(program, lm.model.config)
         graph.update(counts)
     save_onnx(program, fp32)
     del program
