@@ -39,8 +39,9 @@ class OnnxOptions(FieldRules):
     block_size: int | None = Field(None, ge=16, le=4096, description="causal LM int8 blockwise: weights per scale, "
                                    "a power of two (default 32)")
 
-    rewrite: bool | None = Field(None, description="causal LM: drop the repeated KV heads and pack q/k/v and "
-                                 "gate/up MatMuls before the parity check (default true)")
+    rewrite: bool | None = Field(None, description="causal LM: fuse each layer's attention into onnxruntime's "
+                                 "GroupQueryAttention and pack q/k/v and gate/up MatMuls, before the parity check "
+                                 "(default true)")
 
     @field_validator("block_size")
     @classmethod

@@ -180,8 +180,9 @@ def fuse_group_query_attention(model: Any, num_heads: int, kv_heads: int, max_po
             [q, k, v, concat_k.input[0], concat_v.input[0], "gqa.seqlens_k", "gqa.total_length",
              f"{tables[key]}.cos", f"{tables[key]}.sin", "position_ids", mask],
             [tail[-1].output[0], concat_k.output[0], concat_v.output[0]], name=f"{attention.name}.gqa",
-            domain="com.microsoft", num_heads=num_heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0,
-            **({"scale": float(scale)} if scale is not None else {}))
+            domain="com.microsoft", num_heads=num_heads, kv_num_heads=kv_heads, do_rotary=1, rotary_interleaved=0)
+        if scale is not None:
+            replaced[id(attention)].attribute.append(helper.make_attribute("scale", float(scale)))
         removed.update(id(n) for n in (concat_k, concat_v, *tail))
     if not replaced:
         return 0
