@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--variants", default="o20,o23,o23+rw,o23+gqa")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="alias or model directory")
+    parser.add_argument("--work", type=Path, help="keep the graphs here, and reuse those already there")
+    parser.add_argument("--session-variants", default="first,last", help="int8 graphs also timed without IO "
+                        "binding, with spinning threads, with one thread: first, last, or none")
     args = parser.parse_args()
     import onnx
     import onnx_ir
@@ -85,7 +88,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="lm-onnx-speed-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="lm-onnx-speed-"))
+    work.mkdir(exist_ok=True)
     source, _ = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
@@ -100,11 +104,18 @@ def main() -> None:
     traced: dict[int, Path] = {}
     for variant in args.variants.split(","):
         opset = int(variant[1:3])
-        if opset not in traced:
+        if opset not in traced and not (work / f"{variant}-int8" / "model.onnx").exists():
             print(f"tracing opset {opset}", flush=True)
             traced[opset] = work / f"trace{opset}.onnx"
-            save_onnx(trace_decoder(model, tokenizer, opset), traced[opset])
-        fp32 = work / f"{variant}-fp32"
+            if not traced[opset].exists():
+                save_onnx(trace_decoder(model, tokenizer, opset), traced[opset])
+        fp32, int8 = work / f"{variant}-fp32", work / f"{variant}-int8"
+        directories[f"{variant} fp32"] = fp32
+        directories[f"{variant} int8"] = int8
+        if (int8 / "model.onnx").exists():
+            continue
+        shutil.rmtree(fp32, ignore_errors=True)
+        shutil.rmtree(int8, ignore_errors=True)
         sidecars(fp32)
         if "+" in variant:  # +rw: drop_repeat_kv and pack_matmuls; +gqa: and GroupQueryAttention
             proto = onnx.load(str(traced[opset]))
@@ -117,11 +128,8 @@ def main() -> None:
             save_onnx(onnx_ir.from_proto(proto), fp32 / "model.onnx")
         else:
             shutil.copy(traced[opset], fp32 / "model.onnx")
-        int8 = work / f"{variant}-int8"
         sidecars(int8)
         quantize_lm_int8(fp32 / "model.onnx", int8 / "model.onnx", True)
-        directories[f"{variant} fp32"] = fp32
-        directories[f"{variant} int8"] = int8
 
     records = [json.loads(x) for x in shared("instruct_heldout.jsonl").read_text().splitlines()[: args.prompts]]
     prompts = [tokenizer(tokenizer.apply_chat_template(r["messages"][:1], add_generation_prompt=True,
@@ -141,7 +149,8 @@ def main() -> None:
                 for name, d in directories.items()}
     # session and loop settings, on the first and the last int8 graph
     int8s = [name for name in runtimes if name.endswith("int8")]
-    for name in dict.fromkeys((int8s[0], int8s[-1])):
+    chosen = {"first": int8s[:1], "last": int8s[-1:], "none": []}
+    for name in dict.fromkeys(x for key in args.session_variants.split(",") for x in chosen[key]):
         path = directories[name] / "model.onnx"
         runtimes[f"{name}, no IO binding"] = OnnxCausalLM(path.parent, io_binding=False,
                                                           session=session(path, args.threads))
@@ -184,7 +193,8 @@ def main() -> None:
             top = ", ".join(f"{op} {s * 1e3:.0f}" for op, s in found["top"])
             print(f"{name}: wall {found['wall']:.2f} s, in {found['runs']} run calls {found['run']:.2f} s, kernels "
                   f"{found['kernel']:.2f} s ({found['nodes_per_run']:.0f} nodes/run); top ms: {top}", flush=True)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
