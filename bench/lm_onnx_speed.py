@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--int8-only", action="store_true", help="time the int8 graphs only (less memory)")
     parser.add_argument("--variants", default="o20,o23,o23+rw,o23+gqa")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="alias or model directory")
     parser.add_argument("--work", type=Path, help="keep the graphs here, and reuse those already there")
@@ -146,7 +147,7 @@ def main() -> None:
 
     reference = [torch_generate(ids) for ids in prompts]
     runtimes = {name: OnnxCausalLM(d, session=session(d / "model.onnx", args.threads))
-                for name, d in directories.items()}
+                for name, d in directories.items() if name.endswith("int8") or not args.int8_only}
     # session and loop settings, on the first and the last int8 graph
     int8s = [name for name in runtimes if name.endswith("int8")]
     chosen = {"first": int8s[:1], "last": int8s[-1:], "none": []}
