@@ -71,7 +71,7 @@ def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
         reference = lm.model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False,
                                       eos_token_id=lm.eos_token_ids)[0, len(ids):].tolist()
     assert runtime.generate(ids, max_new_tokens=16) == reference
-    assert OnnxCausalLM(fp32, io_binding=False).generate(ids, max_new_tokens=16) == reference  # plain session.run
+    assert OnnxCausalLM(fp32, io_binding=True).generate(ids, max_new_tokens=16) == reference  # cache as OrtValues
     stream = runtime.stream(ids, max_new_tokens=16)
     assert next(stream) == reference[0]
     assert runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[0]]) == reference[:1]  # yielded, then stop

@@ -39,7 +39,7 @@ class OnnxCausalLM:
     """An exported decoder in one ``onnxruntime.InferenceSession`` (explicit threads, no spinning), generating one
     sequence at a time with its KV cache kept between steps."""
 
-    def __init__(self, directory: str | Path, threads: int = 0, session: Any = None, io_binding: bool = True
+    def __init__(self, directory: str | Path, threads: int = 0, session: Any = None, io_binding: bool = False
                  ) -> None:
         from forge_onnx.export import session as make_session
 
@@ -75,8 +75,9 @@ class OnnxCausalLM:
     def forward(self, ids: Sequence[int], cache: dict[str, Any], past_length: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Run ``ids`` after ``past_length`` cached tokens; return their logits ``[len(ids), vocab]`` and the cache.
 
-        The cache goes in and comes out as onnxruntime ``OrtValue``s through an IO binding (numpy arrays are
-        accepted too): the grown cache of one step feeds the next without being copied into numpy arrays."""
+        With ``io_binding`` the cache goes in and comes out as onnxruntime ``OrtValue``s (numpy arrays are accepted
+        too), not copied into numpy arrays between steps; measured no faster than ``session.run`` on SmolLM2-135M
+        (docs/benchmarks.md), so it is off by default."""
         tokens = np.asarray([list(ids)], dtype=np.int64)
         if not self.io_binding:
             feed: dict[str, Any] = {"input_ids": tokens, **{k: _numpy(v) for k, v in cache.items()}}
