@@ -1,8 +1,8 @@
 """ONNX int8 methods for a causal LM, side by side: the packaged SmolLM2-135M-Instruct traced to ONNX fp32 (as
-`forge export --format onnx` traces it), then onnxruntime's dynamic int8 (`int8_method=dynamic`), block-wise int8
-(`MatMulNBits`, 8-bit, blocks of 32) with the head left fp32, and forge's default (block-wise, head untied and
-quantized). Greedy-token agreement with torch (teacher-forced on torch's greedy continuation), identical free-running
-continuations, tokens/s (best of --repeats passes over 4 prompts), file size.
+`forge export --format onnx` traces and rewrites it), then onnxruntime's dynamic int8 (`int8_method=dynamic`),
+block-wise int8 (`MatMulNBits`, 8-bit, blocks of 32) with the head left fp32, and forge's default (block-wise, head
+untied and quantized). Greedy-token agreement with torch (teacher-forced on torch's greedy continuation), identical
+free-running continuations, tokens/s (best of --repeats passes over 4 prompts), file size.
 
     python bench/lm_int8_methods.py [--prompts 8] [--new-tokens 48] [--repeats 2] [--threads 2]
 """
@@ -35,7 +35,7 @@ def main() -> None:
     import torch
     from forge_hf.provider import resolve_model
     from forge_onnx.export import session
-    from forge_onnx.export_lm import quantize_lm_int8, save_onnx, trace_decoder
+    from forge_onnx.export_lm import default_opset, quantize_lm_int8, rewrite_decoder, save_onnx, trace_decoder
     from forge_onnx.lm_runtime import OnnxCausalLM
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -47,7 +47,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     fp32 = work / "fp32"
     fp32.mkdir()
-    save_onnx(trace_decoder(model, tokenizer, None), fp32 / "model.onnx")
+    save_onnx(rewrite_decoder(trace_decoder(model, tokenizer, default_opset()), model.config)[0], fp32 / "model.onnx")
     tokenizer.save_pretrained(fp32)
     model.config.save_pretrained(fp32)
     model.generation_config.save_pretrained(fp32)

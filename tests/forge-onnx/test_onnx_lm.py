@@ -46,6 +46,10 @@ def test_fp32_and_int8_exports(onnx_exports):
     assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
     inputs = m32["decoder"]["inputs"]
     assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"] and len(inputs) == 3 + 2 * 2
+    # opset 23 (one Attention op per layer) and forge_onnx.lm_graph's rewrites, per layer of the 2: k and v no
+    # longer repeated for grouped-query attention, q/k/v and gate/up packed
+    assert m32["graph"] == m8["graph"] == {"opset": 23, "repeat_kv_dropped": 4, "matmuls_packed": 4,
+                                         "group_query_attention": 0}  # head size 8: not a multiple of 16
 
 
 def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
@@ -67,6 +71,7 @@ def test_runtime_matches_torch_greedy_and_streams(onnx_exports, tiny_sft_run):
         reference = lm.model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False,
                                       eos_token_id=lm.eos_token_ids)[0, len(ids):].tolist()
     assert runtime.generate(ids, max_new_tokens=16) == reference
+    assert OnnxCausalLM(fp32, io_binding=True).generate(ids, max_new_tokens=16) == reference  # cache as OrtValues
     stream = runtime.stream(ids, max_new_tokens=16)
     assert next(stream) == reference[0]
     assert runtime.generate(ids, max_new_tokens=5, stop_ids=[reference[0]]) == reference[:1]  # yielded, then stop
@@ -192,3 +197,51 @@ def test_smollm_int8_onnx_export_served_to_openai_client(forge_cli, smollm_sft_r
     expected = OnnxCausalLM(out).generate(ids, max_new_tokens=48)
     assert answer == tokenizer.decode(expected, skip_special_tokens=True)
     assert plain.usage.completion_tokens == len(expected)
+
+
+def test_group_query_attention_rewrite(tmp_path):
+    """forge_onnx.lm_graph on a Llama whose head size onnxruntime's GroupQueryAttention takes (16): each layer's
+    rotary, cache concat and Attention become one GroupQueryAttention, and the graph still gives torch's logits, its
+    greedy tokens through the KV cache, and the last logits of a left-padded batch."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from forge_onnx.export_lm import rewrite_decoder, save_onnx, trace_decoder
+    from forge_onnx.lm_runtime import OnnxCausalLM
+    from tiny_models import make_tokenizer
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tokenizer = make_tokenizer(tmp_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # norms away from 1, so a norm weight fed to the wrong node would show
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.uniform_(0.5, 1.5)
+    model.config.save_pretrained(tmp_path)
+    program, counts = rewrite_decoder(trace_decoder(model, tokenizer, 23), model.config)
+    assert counts == {"repeat_kv_dropped": 4, "matmuls_packed": 4, "group_query_attention": 2}
+    save_onnx(program, tmp_path / "model.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert ops.count("GroupQueryAttention") == 2 and not {"Attention", "RotaryEmbedding"} & set(ops)
+    runtime = OnnxCausalLM(tmp_path)
+    ids = tokenizer("the capital of france is paris", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+        greedy = model.generate(torch.tensor([ids[:3]]), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                                pad_token_id=0)[0, 3:].tolist()
+    assert float(np.abs(runtime.logits(ids) - expected).max()) < 1e-4
+    assert runtime.generate(ids[:3], max_new_tokens=12, stop_ids=[]) == greedy
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["the capital of", "hot"], return_tensors="np", padding=True)
+    mask = batch["attention_mask"].astype(np.int64)
+    feed = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": mask,
+            "position_ids": np.clip(mask.cumsum(-1) - 1, 0, None),
+            **{name: np.zeros((2, shape[1], 0, shape[3]), np.float32) for name, shape in runtime.cache_shapes.items()}}
+    logits = ort.InferenceSession(str(tmp_path / "model.onnx")).run(["logits"], feed)[0]
+    with torch.inference_mode():
+        padded = model(input_ids=torch.tensor(feed["input_ids"]), attention_mask=torch.tensor(mask)).logits
+    assert float(np.abs(logits[:, -1] - padded[:, -1].numpy()).max()) < 1e-4

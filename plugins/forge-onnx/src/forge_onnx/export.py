@@ -47,15 +47,16 @@ def export(artifact: Artifact, output_dir: Path, options: dict[str, Any]) -> Art
     return export_forecaster(artifact, output_dir, options)
 
 
-def session(path: Path, threads: int = 0) -> Any:
-    """A plain InferenceSession: explicit thread count, no spinning worker threads."""
+def session(path: Path, threads: int = 0, spinning: bool = False) -> Any:
+    """A plain InferenceSession: explicit thread count, worker threads that sleep between kernels unless
+    ``spinning``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 

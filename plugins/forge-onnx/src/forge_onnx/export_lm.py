@@ -27,7 +27,8 @@ from forge.artifacts import Artifact, ArtifactResult
 from forge.errors import ForgeError
 
 LM_OPTIONS = {"quantize", "tolerance", "max_perplexity_increase", "min_token_agreement", "samples",
-              "max_new_tokens", "prompts", "require_eos", "per_channel", "opset", "int8_method", "block_size"}
+              "max_new_tokens", "prompts", "require_eos", "per_channel", "opset", "int8_method", "block_size",
+              "rewrite"}
 EXTERNAL_DATA_BYTES = 1_500_000_000  # past this, weights go to model.onnx.data (protobuf stops at 2 GB)
 
 
@@ -72,6 +73,30 @@ def trace_decoder(model: Any, tokenizer: Any, opset: int | None) -> Any:
     decoder, inputs = decompose_for_generation(model, sample, multi_token_decode=True)["decode"]
     config = OnnxConfig(dynamic=True, opset_version=opset)
     return OnnxExporter().export(decoder, inputs, config).program  # type: ignore[arg-type]  # a PreTrainedModel
+
+
+def default_opset() -> int | None:
+    """Opset 23 where onnxruntime runs its ``RMSNormalization``, ``RotaryEmbedding`` and ``Attention`` (1.23 on),
+    so each of those is one kernel instead of a dozen; else the exporter's default."""
+    import onnxruntime
+
+    version = tuple(int(part) for part in onnxruntime.__version__.split(".")[:2] if part.isdigit())
+    return 23 if version >= (1, 23) else None
+
+
+def rewrite_decoder(program: Any, config: Any) -> tuple[Any, dict[str, int]]:
+    """:mod:`forge_onnx.lm_graph`'s rewrites (exact up to rounding) on a traced decoder."""
+    import onnx_ir
+
+    from forge_onnx.lm_graph import drop_repeat_kv, fuse_group_query_attention, pack_matmuls
+
+    proto = onnx_ir.to_proto(program)
+    counts = {"repeat_kv_dropped": drop_repeat_kv(proto), "matmuls_packed": pack_matmuls(proto)}
+    heads = int(config.num_attention_heads)
+    counts["group_query_attention"] = fuse_group_query_attention(
+        proto, heads, int(getattr(config, "num_key_value_heads", None) or heads),
+        int(getattr(config, "max_position_embeddings", None) or 4096))
+    return onnx_ir.from_proto(proto), counts
 
 
 def save_onnx(program: Any, path: Path) -> None:
@@ -173,7 +198,8 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
         raise ForgeError(f"--set block_size={block_size}: expected a power of two, at least 16")
     samples = int(_number(options, "samples", 8))
     max_new_tokens = int(_number(options, "max_new_tokens", 48))
-    opset = int(options["opset"]) if "opset" in options else None
+    opset = int(options["opset"]) if "opset" in options else default_opset()
+    rewrite = _flag(options, "rewrite", True)
     causal_lm = _needs_hf()
     import torch
 
@@ -188,7 +214,13 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
             return lm.model(torch.tensor([ids])).logits[0].numpy()
 
     fp32 = output_dir / "model.fp32.onnx"
-    save_onnx(trace_decoder(lm.model, lm.tokenizer, opset), fp32)
+    program = trace_decoder(lm.model, lm.tokenizer, opset)
+    graph: dict[str, Any] = {"opset": opset or next(v for d, v in program.opset_imports.items() if d == "")}
+    if rewrite:
+        program, counts = rewrite_decoder(program, lm.model.config)
+        graph.update(counts)
+    save_onnx(program, fp32)
+    del program
     lm.tokenizer.save_pretrained(output_dir)
     lm.model.config.save_pretrained(output_dir)
     lm.generation_config.eos_token_id = lm.eos_token_ids  # the runtime stops where the merged model stops
@@ -266,7 +298,8 @@ def export_causal_lm(artifact: Artifact, output_dir: Path, options: dict[str, An
     return ArtifactResult(kind="onnx-causal-lm", metrics=dict(artifact.manifest.get("metrics", {})), extra={
         "quantization": "int8" if quantized else "fp32", "merged_from": lm.origin,
         "base_model": artifact.manifest.get("base_model"), "model_type": lm.model.config.model_type,
-        "decoder": io, "chat_template": bool(getattr(lm.tokenizer, "chat_template", None)), "parity": parity})
+        "decoder": io, "graph": graph, "chat_template": bool(getattr(lm.tokenizer, "chat_template", None)),
+        "parity": parity})
 
 
 def runtime_inputs(path: Path) -> list[Any]:

@@ -19,7 +19,8 @@ class OnnxOptions(FieldRules):
                                             "may drop by at most this (default 0.02; negative: must improve)")
     int8_tolerance: float | None = Field(None, gt=0, description="int8 forecaster: relative forecast change "
                                          "allowed (default 0.05)")
-    opset: int | None = Field(None, ge=14, le=28, description="ONNX opset (default 18; causal LMs: the exporter's)")
+    opset: int | None = Field(None, ge=14, le=28, description="ONNX opset (default 18; causal LMs: 23 with "
+                              "onnxruntime >= 1.23, else the exporter's)")
     max_perplexity_increase: float | None = Field(None, ge=-1, description="int8 causal LM: relative held-out "
                                                   "perplexity increase allowed (default 0.05; negative: must "
                                                   "improve)")
@@ -37,6 +38,10 @@ class OnnxOptions(FieldRules):
                                                                 "(MatMulNBits, the default) or dynamic")
     block_size: int | None = Field(None, ge=16, le=4096, description="causal LM int8 blockwise: weights per scale, "
                                    "a power of two (default 32)")
+
+    rewrite: bool | None = Field(None, description="causal LM: fuse each layer's attention into onnxruntime's "
+                                 "GroupQueryAttention and pack q/k/v and gate/up MatMuls, before the parity check "
+                                 "(default true)")
 
     @field_validator("block_size")
     @classmethod
