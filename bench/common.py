@@ -46,3 +46,27 @@ def shared(name: str) -> Path:
     if not path.exists():
         raise SystemExit(f"{path} not found: the benchmarks read the team's shared datasets by path")
     return path
+
+
+def chat_prompt_ids(tokenizer: object, records_file: Path, count: int) -> list[list[int]]:
+    """Token ids of the first user turn of the first ``count`` chats in ``records_file``, through the chat template
+    with the generation prompt (what a chat request to the model holds)."""
+    records = [json.loads(x) for x in records_file.read_text().splitlines()[:count]]
+    texts = [tokenizer.apply_chat_template(r["messages"][:1], add_generation_prompt=True,  # type: ignore[attr-defined]
+                                           tokenize=False) for r in records]
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]  # type: ignore[operator]
+
+
+def torch_greedy(model: object, pad_token_id: int | None, n: int):  # type: ignore[no-untyped-def]
+    """``generate(ids) -> exactly n new token ids``: torch eager greedy decoding with the KV cache (HF generate,
+    stops off so every engine generates the same count)."""
+    import torch
+
+    def generate(ids: list[int]) -> list[int]:
+        tensor = torch.tensor([ids])
+        with torch.inference_mode():
+            out = model.generate(tensor, attention_mask=torch.ones_like(tensor),  # type: ignore[attr-defined]
+                                 max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad_token_id)
+        return out[0, len(ids):].tolist()
+
+    return generate

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import forge, shared
+from common import forge, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -79,12 +79,7 @@ def main() -> None:
         prompts.append((text, lm.tokenizer(text, add_special_tokens=False)["input_ids"]))
     n = args.new_tokens
 
-    def torch_generate(ids: list[int]) -> list[int]:
-        tensor = torch.tensor([ids])
-        with torch.inference_mode():
-            out = lm.model.generate(tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=n,
-                                    min_new_tokens=n, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-        return out[0, len(ids):].tolist()
+    torch_generate = torch_greedy(lm.model, lm.tokenizer.pad_token_id, n)
 
     def torch_logits(ids: list[int]) -> np.ndarray:
         with torch.inference_mode():

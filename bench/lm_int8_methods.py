@@ -10,7 +10,6 @@ free-running continuations, tokens/s (best of --repeats passes over 4 prompts), 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import shared
+from common import chat_prompt_ids, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -70,18 +69,9 @@ def main() -> None:
         make(fp32 / "model.onnx", directory / "model.onnx")
         directories[name] = directory
 
-    records = [json.loads(x) for x in shared("instruct_heldout.jsonl").read_text().splitlines()[: args.prompts]]
-    prompts = [tokenizer(tokenizer.apply_chat_template(r["messages"][:1], add_generation_prompt=True,
-                                                       tokenize=False), add_special_tokens=False)["input_ids"]
-               for r in records]
+    prompts = chat_prompt_ids(tokenizer, shared("instruct_heldout.jsonl"), args.prompts)
     n = args.new_tokens
-
-    def torch_generate(ids: list[int]) -> list[int]:
-        tensor = torch.tensor([ids])
-        with torch.inference_mode():
-            out = model.generate(tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        return out[0, len(ids):].tolist()
+    torch_generate = torch_greedy(model, tokenizer.eos_token_id, n)
 
     reference = [torch_generate(ids) for ids in prompts]
     runtimes = {name: OnnxCausalLM(d, session=session(d / "model.onnx", args.threads))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import shared
+from common import chat_prompt_ids, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -132,18 +132,9 @@ def main() -> None:
         sidecars(int8)
         quantize_lm_int8(fp32 / "model.onnx", int8 / "model.onnx", True)
 
-    records = [json.loads(x) for x in shared("instruct_heldout.jsonl").read_text().splitlines()[: args.prompts]]
-    prompts = [tokenizer(tokenizer.apply_chat_template(r["messages"][:1], add_generation_prompt=True,
-                                                       tokenize=False), add_special_tokens=False)["input_ids"]
-               for r in records]
+    prompts = chat_prompt_ids(tokenizer, shared("instruct_heldout.jsonl"), args.prompts)
     n = args.new_tokens
-
-    def torch_generate(ids: list[int]) -> list[int]:
-        tensor = torch.tensor([ids])
-        with torch.inference_mode():
-            out = model.generate(tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        return out[0, len(ids):].tolist()
+    torch_generate = torch_greedy(model, tokenizer.eos_token_id, n)
 
     reference = [torch_generate(ids) for ids in prompts]
     runtimes = {name: OnnxCausalLM(d, session=session(d / "model.onnx", args.threads))
