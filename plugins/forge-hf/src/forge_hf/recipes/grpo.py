@@ -161,6 +161,19 @@ def add_reward_model(ctx: RunContext, config: GRPORecipeConfig, rewards: list[An
                              "base_model": artifact.manifest.get("base_model")})
 
 
+def train_online(ctx: RunContext, config: GRPORecipeConfig, loaded: Any, records: list[dict[str, Any]],
+                 rewards: list[Any], config_class: Any, trainer_class: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """Train with one of TRL's online trainers (GRPO, RLOO: the same sampling options) and resume support:
+    ``(trainer, train result, the logged steps that carry a reward)``."""
+    arguments = training_arguments(ctx, config, False, loaded.model)  # batch vs num_generations: checked in config
+    args = config_class(**arguments, num_generations=config.num_generations,
+                        max_completion_length=config.max_completion_length, temperature=config.temperature,
+                        beta=config.beta, reward_weights=config.reward_weights)
+    trainer = trainer_class(args=args, reward_funcs=rewards, **trainer_inputs(ctx, config, loaded, records))
+    result = train_with_resume(ctx, trainer)
+    return trainer, result, [h for h in trainer.state.log_history if "reward" in h]
+
+
 @stops_at_once
 def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     records = prepare(ctx, config)
@@ -170,16 +183,10 @@ def train(ctx: RunContext, config: GRPORecipeConfig) -> ArtifactResult:
     # imported after the provider ran: Unsloth must patch transformers before trl's trainers import it
     from trl import GRPOConfig, GRPOTrainer
 
-    arguments = training_arguments(ctx, config, False, loaded.model)  # batch vs num_generations: checked in config
-    args = GRPOConfig(**arguments, num_generations=config.num_generations,
-                      max_completion_length=config.max_completion_length, temperature=config.temperature,
-                      beta=config.beta, reward_weights=config.reward_weights)
-    trainer = GRPOTrainer(args=args, reward_funcs=rewards, **trainer_inputs(ctx, config, loaded, records))
-    result = train_with_resume(ctx, trainer)
+    trainer, result, history = train_online(ctx, config, loaded, records, rewards, GRPOConfig, GRPOTrainer)
     kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
     if ctx.should_stop:
         return ArtifactResult(kind=kind)
-    history = [h for h in trainer.state.log_history if "reward" in h]
     metrics = {"train_loss": float(result.training_loss)}
     if history:
         metrics["final_reward"] = float(history[-1]["reward"])

@@ -32,11 +32,15 @@ from forge_hf.recipes.common import (
     causal_lm_request,
     save_causal_lm,
     stops_at_once,
-    train_with_resume,
-    trainer_inputs,
-    training_arguments,
 )
-from forge_hf.recipes.grpo import GRPORecipeConfig, add_reward_model, load_rewards, prepare, read_prompts
+from forge_hf.recipes.grpo import (
+    GRPORecipeConfig,
+    add_reward_model,
+    load_rewards,
+    prepare,
+    read_prompts,
+    train_online,
+)
 
 POLICY_KINDS = ("causal-lm", "causal-lm-adapter")
 
@@ -158,15 +162,10 @@ def train(ctx: RunContext, config: RLHFRecipeConfig) -> ArtifactResult:
         from trl import GRPOConfig as OnlineConfig  # type: ignore[assignment]
         from trl import GRPOTrainer as OnlineTrainer  # type: ignore[assignment]
 
-    args = OnlineConfig(**training_arguments(ctx, config, False, loaded.model), num_generations=config.num_generations,
-                        max_completion_length=config.max_completion_length, temperature=config.temperature,
-                        beta=config.beta, reward_weights=config.reward_weights)
-    trainer = OnlineTrainer(args=args, reward_funcs=rewards, **trainer_inputs(ctx, config, loaded, records))
-    result = train_with_resume(ctx, trainer)
+    trainer, result, history = train_online(ctx, config, loaded, records, rewards, OnlineConfig, OnlineTrainer)
     kind = "causal-lm-adapter" if config.use_peft else "causal-lm"
     if ctx.should_stop:
         return ArtifactResult(kind=kind)
-    history = [h for h in trainer.state.log_history if "reward" in h]
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss)}
     if history:
         metrics["first_reward"] = float(history[0]["reward"])
