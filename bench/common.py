@@ -70,3 +70,16 @@ def torch_greedy(model: object, pad_token_id: int | None, n: int):  # type: igno
         return out[0, len(ids):].tolist()
 
     return generate
+
+
+def greedy_agreement(logits_of, prompts: list[list[int]], reference: list[list[int]]) -> float:  # type: ignore[no-untyped-def]
+    """Share of the reference's greedy tokens an engine predicts, teacher-forced on the reference continuation
+    (``logits_of(ids) -> [len(ids), vocab]``): per-token agreement, steadier than whole-continuation matches."""
+    import numpy as np
+
+    agree = total = 0
+    for ids, ref in zip(prompts, reference, strict=True):
+        predicted = np.asarray(logits_of(ids + ref))[len(ids) - 1: len(ids) - 1 + len(ref)].argmax(-1)
+        agree += int((predicted == np.asarray(ref)).sum())
+        total += len(ref)
+    return agree / total

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import forge, shared, torch_greedy
+from common import forge, greedy_agreement, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -119,14 +119,10 @@ def main() -> None:
     print("| engine | file MB | tokens/s | vs torch | greedy-token agreement | exact continuations |")
     print("|---|---|---|---|---|---|")
     for name, (_, logits_of, mb) in engines.items():
-        agree = total = 0
-        for (_, ids), ref in zip(prompts, reference, strict=True):
-            predicted = np.asarray(logits_of(ids + ref))[len(ids) - 1: len(ids) - 1 + len(ref)].argmax(-1)
-            agree += int((predicted == np.asarray(ref)).sum())
-            total += len(ref)
+        agreement = greedy_agreement(logits_of, [ids for _, ids in prompts], reference)
         exact = sum(o == r for o, r in zip(outputs[name], reference, strict=True)) / len(reference)
         rate = statistics.median(rates[name])
-        print(f"| {name} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agree / total:.1%} | {exact:.0%} |")
+        print(f"| {name} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agreement:.1%} | {exact:.0%} |")
     print("\nexport wall seconds (parity checks included): "
           + ", ".join(f"{k} {v:.0f}" for k, v in export_seconds.items()))
     for label in exports:

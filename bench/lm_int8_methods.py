@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from common import chat_prompt_ids, shared, torch_greedy
+from common import chat_prompt_ids, greedy_agreement, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -93,16 +92,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print(f"| torch eager | - | {base:.1f} | 1.00x | 100% | 100% |")
     for name, runtime in runtimes.items():
-        agree = total = 0
-        for ids, ref in zip(prompts, reference, strict=True):
-            predicted = runtime.logits(ids + ref)[len(ids) - 1: len(ids) - 1 + len(ref)].argmax(-1)
-            agree += int((predicted == np.asarray(ref)).sum())
-            total += len(ref)
+        agreement = greedy_agreement(runtime.logits, prompts, reference)
         exact = sum(runtime.generate(ids, max_new_tokens=n, stop_ids=[]) == ref
                     for ids, ref in zip(prompts, reference, strict=True)) / len(prompts)
         mb = sum(f.stat().st_size for f in directories[name].glob("model.onnx*")) / 2**20
         rate = max(rates[name])
-        print(f"| ONNX {name} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agree / total:.1%} | {exact:.0%} |")
+        print(f"| ONNX {name} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agreement:.1%} | {exact:.0%} |")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -28,8 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from common import chat_prompt_ids, shared, torch_greedy
+from common import chat_prompt_ids, greedy_agreement, shared, torch_greedy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "forge-onnx" / "src"))
 
@@ -166,16 +165,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print(f"| torch eager | - | - | {base:.1f} | 1.00x | 100% |")
     for name, runtime in runtimes.items():
-        agree = total = 0
-        for ids, ref in zip(prompts, reference, strict=True):
-            predicted = runtime.logits(ids + ref)[len(ids) - 1: len(ids) - 1 + len(ref)].argmax(-1)
-            agree += int((predicted == np.asarray(ref)).sum())
-            total += len(ref)
+        agreement = greedy_agreement(runtime.logits, prompts, reference)
         directory = runtime.directory
         nodes = len(onnx.load(str(directory / "model.onnx"), load_external_data=False).graph.node)
         mb = sum(f.stat().st_size for f in directory.glob("model.onnx*")) / 2**20
         rate = statistics.median(rates[name])
-        print(f"| ONNX {name} | {nodes} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agree / total:.1%} |")
+        print(f"| ONNX {name} | {nodes} | {mb:.0f} | {rate:.1f} | {rate / base:.2f}x | {agreement:.1%} |")
     if args.profile:
         print("\nprofile: one generation of the first timed prompt per engine")
         for name, runtime in runtimes.items():
