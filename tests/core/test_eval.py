@@ -292,3 +292,4 @@ def test_an_exports_parent_is_followed_only_when_sealed_or_its_own_run(tmp_path)
     assert parent_directory(run / "exports" / "text", {"parent": {"path": "/"}}) is None  # not any ancestor
     wrong_purpose = {"parent": {"path": str(run), "seal": seals.seal(run, "base_model")}}
     assert parent_directory(elsewhere, wrong_purpose) is None
+    assert parent_directory(elsewhere, {"parent": {"path": "a\0b", "seal": {"path": "a\0b", "hmac": "0"}}}) is None

@@ -223,7 +223,10 @@ def parent_directory(path: Path, manifest: dict[str, Any]) -> Path | None:
         return None
     from forge import seals
 
-    real, here = Path(named).expanduser().resolve(), path.resolve()
+    try:
+        real, here = Path(named).expanduser().resolve(), path.resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop, an unknown ~user: not followed
+        return None
     if real.is_relative_to(here) or (here.parent.name == "exports" and here.parent.parent == real):
         return real
     sealed = seals.sealed_path(parent.get("seal"), "parent") if isinstance(parent, dict) else None
