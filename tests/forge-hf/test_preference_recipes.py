@@ -157,6 +157,34 @@ def test_kto_and_orpo_train(tmp_path, tiny_lm):
     assert "eval_log_odds_ratio" in m["metrics"] and "eval_nll_loss" in m["metrics"]
 
 
+def test_rlhf_with_rloo_against_a_reward_model(tmp_path, tiny_lm, reward_run, monkeypatch):
+    """``algorithm: rloo``: TRL's RLOOTrainer (leave-one-out baseline) against the reward model, KL to the reference
+    logged, the LoRA policy saved."""
+    import trl
+
+    built: list[str] = []
+
+    class Recorded(trl.RLOOTrainer):  # the real trainer, counted: proves rloo is not silently run as grpo
+        def __init__(self, *args, **kwargs):
+            built.append(type(kwargs["args"]).__name__)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "RLOOTrainer", Recorded)
+    prompts = write_jsonl(tmp_path / "q.jsonl", PROMPTS)
+    assert forge_main("run", "--recipe", "rlhf", "--model", tiny_lm, "--data", prompts, "--set",
+                      f"reward_model={reward_run}", "--set", "algorithm=rloo", "--set", "max_steps=2",
+                      "--set", "num_generations=2", "--set", "per_device_train_batch_size=2",
+                      "--set", "max_completion_length=4", "-o", tmp_path / "rl", "--no-tracking") == 0
+    m = manifest(tmp_path / "rl")
+    assert m["status"] == "completed" and m["artifact"]["kind"] == "causal-lm-adapter"
+    assert built == ["RLOOConfig"]
+    artifact = manifest(tmp_path / "rl" / "artifact")
+    assert artifact["algorithm"] == "rloo" and artifact["rewards"] == ["reward_model"]
+    assert {"first_reward", "final_reward", "final_kl", "mean_kl"} <= set(m["metrics"])
+    assert (tmp_path / "rl" / "rlhf_curves.png").is_file()
+    assert (tmp_path / "rl" / "artifact" / "adapter_model.safetensors").is_file()
+
+
 def test_bad_input_is_one_line_before_any_model_loads(forge_cli, tiny_lm, reward_run):
     cwd = forge_cli.cwd
     missing = write_jsonl(cwd / "missing.jsonl", [PAIRS[0], {"prompt": "x", "chosen": "y"}])
@@ -241,3 +269,31 @@ def test_sft_reward_rlhf_path_on_smollm2(smollm_sft_run, tmp_path, mlflow_uri):
     scored = evaluate(Artifact.load(tmp_path / "rm"), EvalRequest(data=data, output_dir=tmp_path / "ev",
                                                                   log=lambda line: None))
     assert len(scored.records) == 6 and 0.0 <= scored.metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_kto_and_orpo_on_smollm2(tmp_path):
+    """kto and orpo on the packaged SmolLM2 (one step each, short sequences): the real model's chat template and
+    tokenizer through TRL's trainers, an adapter that loads and generates."""
+    feedback = write_jsonl(tmp_path / "k.jsonl", FEEDBACK)
+    pairs = write_jsonl(tmp_path / "p.jsonl", PAIRS)
+    for recipe, data, split in (("kto", feedback, "0"), ("orpo", pairs, "0.25")):
+        assert forge_main("run", "--recipe", recipe, "--model", "smollm2-135m-instruct", "--data", data,
+                          "--set", "max_steps=1", "--set", "per_device_train_batch_size=2", "--set",
+                          f"eval_split={split}", "--set", "max_length=48", "-o", tmp_path / recipe,
+                          "--no-tracking") == 0
+        m = manifest(tmp_path / recipe)
+        assert m["status"] == "completed" and m["artifact"]["kind"] == "causal-lm-adapter", recipe
+        assert m["provider"]["name"] == "hf" and "train_loss" in m["metrics"], recipe
+        assert all(value == value for value in m["metrics"].values() if isinstance(value, float)), recipe  # no NaN
+    assert "kl" in manifest(tmp_path / "kto")["metrics"]
+    assert "eval_log_odds_ratio" in manifest(tmp_path / "orpo")["metrics"]
+    from forge.artifacts import Artifact
+    from forge_hf.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(Artifact.load(tmp_path / "orpo"))
+    assert lm.origin == "lora merged in memory"
+    ids = lm.tokenizer.apply_chat_template([{"role": "user", "content": "capital of france?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = lm.model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
