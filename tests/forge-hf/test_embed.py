@@ -130,6 +130,7 @@ def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
         load = burst(client, "/embed", [{"text": texts[0]}, {"texts": texts[1:]}], bad=EMBED_BAD)
         assert_held(load)
         assert load[("bad", 422)] == 32, load
+        assert not load[("good", 429)], load  # 64 clients never fill a queue of 64 requests (a texts list is one)
 
     forge_cli("export", "run", "--format", "onnx", check=True, timeout=600)
     export = run / "exports" / "onnx"
@@ -146,6 +147,7 @@ def test_embed_packaged_minilm_run_eval_serve_and_onnx_export(forge_cli):
         load = burst(server.url, "/embed", [{"text": texts[0]}, {"texts": texts[1:]}], bad=EMBED_BAD)
         assert_held(load)
         assert load[("bad", 422)] == 32, load
+        assert not load[("good", 429)], load  # 64 clients never fill a queue of 64 requests (a texts list is one)
         body = httpx.post(f"{server.url}/embed", json={"texts": texts}).json()
         np.testing.assert_allclose(np.array(body["embeddings"]), expected, atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(np.array(body["embeddings"]), axis=1), 1.0, atol=1e-4)
