@@ -66,6 +66,12 @@ def test_reward_model_scores_serves_and_evaluates(reward_run, tmp_path):
     assert 0.0 <= m["metrics"]["eval_pairwise_accuracy"] <= 1.0 and "eval_margin" in m["metrics"]
     artifact = Artifact.load(reward_run)
     assert artifact.manifest["input_format"] == "text" and (artifact.path / "heldout.jsonl").is_file()
+    # the real Trainer's optimizer: LoRA at learning_rate, the score head in its own group at 10 × that
+    import torch
+
+    assert artifact.manifest["head_learning_rate"] == pytest.approx(1e-3)
+    scheduler = torch.load(reward_run / "checkpoints" / "checkpoint-2" / "scheduler.pt", weights_only=False)
+    assert scheduler["base_lrs"][-1] == pytest.approx(1e-3) and set(scheduler["base_lrs"][:-1]) == {1e-4}
 
     with TestClient(create_reward_app(artifact, ServeSettings())) as client:
         one = client.post("/score", json={"prompt": "capital of peru?", "completion": " lima."})
@@ -183,6 +189,41 @@ def test_rlhf_with_rloo_against_a_reward_model(tmp_path, tiny_lm, reward_run, mo
     assert {"first_reward", "final_reward", "final_kl", "mean_kl"} <= set(m["metrics"])
     assert (tmp_path / "rl" / "rlhf_curves.png").is_file()
     assert (tmp_path / "rl" / "artifact" / "adapter_model.safetensors").is_file()
+
+
+def test_reward_head_starts_small_and_trains_at_its_own_learning_rate(tiny_lm):
+    """The score head: N(0, 1/(d+1)) instead of N(0, 0.02) (a random ±1 score per sequence otherwise), and its own
+    param group at head_learning_rate (default 10 × learning_rate) next to the LoRA weights."""
+    import torch
+    from forge_hf.recipes.common import peft_config
+    from forge_hf.recipes.reward import RewardRecipeConfig, init_score_head, with_head_learning_rate
+    from peft import get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_lm, num_labels=1)
+    hidden = model.config.hidden_size
+    assert init_score_head(model) == "score"
+    assert 0.5 / (hidden + 1) < float(model.score.weight.detach().std()) < 2 / (hidden + 1)
+    config = RewardRecipeConfig(model="m", data="d")
+    assert config.head_learning_rate is None and config.learning_rate == 1e-4
+    wrapped = get_peft_model(model, peft_config(config, "SEQ_CLS"))
+
+    class Base:  # what transformers' Trainer.create_optimizer does, reduced to one group
+        def __init__(self, model):
+            self.model = model
+
+        def create_optimizer(self):
+            self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+            return self.optimizer
+
+    optimizer = with_head_learning_rate(Base, "score", 1e-3)(wrapped).create_optimizer()
+    names = {id(p): n for n, p in wrapped.named_parameters()}
+    base_group, head_group = optimizer.param_groups
+    assert base_group["lr"] == 1e-4 and head_group["lr"] == 1e-3
+    assert [names[id(p)] for p in head_group["params"]] == ["base_model.model.score.modules_to_save.default.weight"]
+    assert base_group["params"] and all("lora_" in names[id(p)] for p in base_group["params"])
+    assert len(base_group["params"]) + 1 == sum(p.requires_grad for p in wrapped.parameters())
 
 
 def test_bad_input_is_one_line_before_any_model_loads(forge_cli, tiny_lm, reward_run):
