@@ -127,6 +127,12 @@ def plot_curves(path: Path, history: list[dict[str, Any]]) -> Path | None:
     axes[0].plot(steps, reward, marker="o", color="tab:blue")
     axes[0].fill_between(steps, [r - s for r, s in zip(reward, spread, strict=True)],
                          [r + s for r, s in zip(reward, spread, strict=True)], color="tab:blue", alpha=0.15)
+    if len(reward) >= 8:  # each step sees a few prompts: the trend is easier to read over a window
+        window = max(4, len(reward) // 6)
+        smooth = [sum(reward[max(0, i - window + 1):i + 1]) / len(reward[max(0, i - window + 1):i + 1])
+                  for i in range(len(reward))]
+        axes[0].plot(steps, smooth, color="black", linewidth=2, label=f"mean of the last {window} steps")
+        axes[0].legend(loc="lower right", fontsize=8)
     axes[0].set_title("reward (mean ± std of samples)")
     axes[0].set_xlabel("step")
     kl = [(h["step"], h["kl"]) for h in rows if "kl" in h]
