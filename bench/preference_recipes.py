@@ -1,8 +1,8 @@
 """``reward`` and ``rlhf`` on real preference data, short runs on this machine.
 
     python bench/preference_recipes.py [--data ../shared/data/preference_sample.jsonl] [--train 400] \
-        [--format chat] [--max-length 512] [--reward-epochs 1] [--rlhf-steps 24] [--rlhf-prompts 8] \
-        [--rlhf-lr 2e-4] [--reward-run DIR] [--stage all|reward|rlhf]
+        [--format chat] [--max-length 512] [--reward-epochs 1] [--rlhf-steps 32] [--rlhf-prompts 8] \
+        [--rlhf-lr 1e-3] [--samples 16] [--reward-run DIR] [--stage all|reward|rlhf]
 
 1. reward: the packaged SmolLM2-135M-Instruct with a one-output head (LoRA), trained by ``forge run --recipe reward``
    on the first ``--train`` pairs of a seeded shuffle, evaluated by ``forge eval --suite pairwise-accuracy`` on the
@@ -187,12 +187,12 @@ def main() -> None:
     parser.add_argument("--reward-steps", type=int, default=0, help="overrides --reward-epochs")
     parser.add_argument("--reward-lr", type=float, default=1e-4)
     parser.add_argument("--reward-run", default=None, help="a finished reward run to reuse (skips stage 1)")
-    parser.add_argument("--rlhf-steps", type=int, default=24)
+    parser.add_argument("--rlhf-steps", type=int, default=32)
     parser.add_argument("--rlhf-prompts", type=int, default=8)
-    parser.add_argument("--rlhf-lr", type=float, default=2e-4)
+    parser.add_argument("--rlhf-lr", type=float, default=1e-3)
     parser.add_argument("--beta", type=float, default=0.04)
     parser.add_argument("--max-new", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=8, help="completions per prompt for the before/after reward")
+    parser.add_argument("--samples", type=int, default=16, help="completions per prompt for the before/after reward")
     parser.add_argument("--stage", choices=("all", "reward", "rlhf"), default="all")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
