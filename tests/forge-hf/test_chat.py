@@ -130,6 +130,17 @@ class Terminal:
         before, self.seen = self.seen[:found], self.seen[found:]
         return before
 
+    def read_some(self, count: int, timeout: float = 120) -> None:
+        """Wait until at least ``count`` more bytes have arrived (kept in ``seen``)."""
+        import select
+
+        target, deadline = len(self.seen) + count, time.time() + timeout
+        while len(self.seen) < target:
+            if time.time() > deadline:
+                raise AssertionError(f"{count} more bytes did not come: {self.seen.decode(errors='replace')}")
+            if select.select([self.fd], [], [], 0.2)[0]:
+                self.seen += os.read(self.fd, 4096)
+
     def type(self, data: bytes) -> None:
         os.write(self.fd, data)
 
@@ -151,17 +162,20 @@ def test_chat_under_a_terminal(forge_cli, lm_artifact, tmp_path):
     shutil.copytree(lm_artifact, endless)
     config = json.loads((endless / "generation_config.json").read_text())
     (endless / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": 100_000}))
-    term = Terminal([sys.executable, "-m", "forge", "chat", str(endless), "--max-tokens", "3000"],
+    term = Terminal([sys.executable, "-m", "forge", "chat", str(endless), "--max-tokens", "4096"],
                     forge_cli._env({}), forge_cli.cwd)
     banner = term.read_until(b"> ")
     assert b"Ctrl-D to quit" in banner
     term.type(b"/system be nice\r")
     assert b"(system prompt set: be nice)" in term.read_until(b"> ")
     term.type(b"what is the capital of france?\r")
-    time.sleep(1.5)  # the reply streams: text arrives long before 3000 tokens are done
+    term.read_until(b"france?")
+    # the reply streams (so the line was read and the terminal is back in its normal mode, where Ctrl-C is a
+    # signal): text arrives long before 4096 tokens are done. A fixed sleep raced a CPU-starved chat process.
+    term.read_some(12)
     term.type(b"\x03")  # Ctrl-C
     stopped = term.read_until(b"(reply stopped)", timeout=60)
-    assert len(stopped) > len(b"what is the capital of france?\r\n") + 5  # part of the reply was shown
+    assert len(stopped) > 10 + len(b"(reply stopped)")  # part of the reply was shown
     term.read_until(b"> ")
     term.type(b"\x04")  # Ctrl-D at the prompt
     code = term.wait()

@@ -178,7 +178,7 @@ def test_forecast_page_draws_the_series_in_a_browser(browser, forge_cli, tmp_pat
 
 
 def test_chat_page_stop_button_ends_a_long_reply(browser, forge_cli, lm_artifact, tmp_path):
-    endless = tmp_path / "endless"  # EOS never comes: only Stop ends the reply before 3000 tokens
+    endless = tmp_path / "endless"  # EOS never comes: only Stop ends the reply before 4096 tokens
     shutil.copytree(lm_artifact, endless)
     config = json.loads((endless / "generation_config.json").read_text())
     (endless / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": 100_000}))
@@ -186,7 +186,7 @@ def test_chat_page_stop_button_ends_a_long_reply(browser, forge_cli, lm_artifact
         browser.get(server.url + "/")
         maximum = browser.find_element("id", "chat-max")
         maximum.clear()
-        maximum.send_keys("3000")
+        maximum.send_keys("4096")  # the server's most: ~10 s of tokens here
         browser.find_element("id", "chat-input").send_keys("tell me everything\n")
         wait_for(browser, lambda d: len(d.execute_script(
             "return document.querySelector('#log .msg.assistant').textContent")) > 20)  # streaming has begun
