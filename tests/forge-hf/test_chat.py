@@ -108,6 +108,13 @@ class Terminal:
 
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes the command
+            import signal
+
+            # as a shell starts it: no blocked or ignored signals. Both survive exec, and a pytest worker that ran
+            # other tests may have either (then Ctrl-C never reaches the chat: the whole reply prints).
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                signal.signal(number, signal.SIG_DFL)
             os.chdir(cwd)
             os.execvpe(argv[0], argv, env)
         self.seen = b""
