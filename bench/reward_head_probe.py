@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from common import shared
+from preference_recipes import as_chat
 
 MODEL = "smollm2-135m-instruct"
 
@@ -118,9 +119,7 @@ def main() -> None:
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     random.Random(args.seed).shuffle(rows)
     if args.format == "chat":
-        rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
-                 "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                 "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+        rows = [as_chat(r) for r in rows]
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.is_file():
         saved = np.load(cache)
